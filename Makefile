@@ -1,0 +1,51 @@
+# apikey — PGXS build.  `make && make install`, then see scripts/test.sh.
+EXTENSION  = apikey
+MODULE_big = apikey
+OBJS = apikey.o src/token.o src/scope.o src/counters.o src/catalog.o \
+       src/verify.o src/keys.o src/usage.o src/flush.o src/worker.o
+# The install and update scripts are assembled from extension/*.sql so that
+# a fresh 2.0 install runs exactly the schema steps of the 1.0 -> 2.0 update:
+# both paths end in the same catalog by construction.
+DATA_built = apikey--1.0.sql apikey--2.0.sql apikey--1.0--2.0.sql apikey--2.0--1.0.sql
+DOCS = doc/apikey.md
+
+# pg_regress files (one per concern) and isolation specs, discovered by name.
+REGRESS   = $(sort $(patsubst sql/%.sql,%,$(wildcard sql/*.sql)))
+ISOLATION = $(sort $(patsubst specs/%.spec,%,$(wildcard specs/*.spec)))
+TAP_TESTS = 1
+# Both run against a temporary instance with the library preloaded.
+REGRESS_OPTS   = --temp-config=$(srcdir)/test/preload.conf
+ISOLATION_OPTS = --temp-config=$(srcdir)/test/preload.conf
+
+PG_CPPFLAGS = -I$(srcdir)/src
+# -Wextra minus the warnings PostgreSQL's own headers and fmgr signatures trip.
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+            -Wno-missing-field-initializers -Wno-clobbered
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+X = $(srcdir)/extension
+apikey--1.0.sql: $(X)/header.sql $(X)/v1_tables.sql $(X)/v1_shared.sql $(X)/v1_api.sql
+	cat $^ > $@
+apikey--2.0.sql: $(X)/header.sql $(X)/v1_tables.sql $(X)/v1_shared.sql $(X)/v1_api.sql \
+                 $(X)/v2_schema_a.sql $(X)/v2_schema_b.sql
+	cat $^ > $@
+apikey--1.0--2.0.sql: $(X)/header.sql $(X)/v2_schema_a.sql $(X)/v2_data.sql $(X)/v2_schema_b.sql
+	cat $^ > $@
+apikey--2.0--1.0.sql: $(X)/header.sql $(X)/v2_down.sql $(X)/v1_api.sql
+	cat $^ > $@
+
+# Unit tests of the pure C parts (token format, scopes), outside the server.
+UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+              -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server)
+test/unit/run_unit: test/unit/run_unit.c test/unit/crc_table.c src/token.c src/scope.c src/token.h src/scope.h
+	$(CC) $(UNIT_CFLAGS) -DAPIKEY_FRONTEND -o $@ test/unit/run_unit.c test/unit/crc_table.c \
+		src/token.c src/scope.c -L$(shell $(PG_CONFIG) --libdir) -lpgcommon -lpgport -lcrypto -lm
+
+unittest: test/unit/run_unit
+	test/unit/run_unit
+
+.PHONY: unittest
+EXTRA_CLEAN = test/unit/run_unit

@@ -1,0 +1,124 @@
+-- ---------------------------------------------------------------------------
+-- Version 1.0 API: keys owned by users.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION apikey_generate(user_id text, key_name text,
+                                environment text DEFAULT 'live',
+                                rate_limit_per_hour integer DEFAULT 1000,
+                                expires_at timestamptz DEFAULT NULL)
+    RETURNS TABLE(key_id text, key text)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, @extschema@
+AS $$
+DECLARE
+    t record;
+BEGIN
+    PERFORM @extschema@.apikey_require_text(user_id, 'user_id');
+    PERFORM @extschema@.apikey_require_text(key_name, 'key_name');
+    PERFORM @extschema@.apikey_require_text(environment, 'environment', 16);
+    PERFORM @extschema@.apikey_environment_valid(environment);
+    IF rate_limit_per_hour IS NULL OR rate_limit_per_hour < 0 THEN
+        RAISE EXCEPTION 'rate_limit_per_hour must be 0 (unlimited) or more, not %',
+                        coalesce(rate_limit_per_hour::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the number of requests allowed per hour.';
+    END IF;
+    PERFORM @extschema@.apikey_require_future(expires_at);
+
+    t := @extschema@.apikey_new_token(environment);
+    INSERT INTO @extschema@.apikey_keys
+        (key_id, user_id, name, hint, hash, environment, expires_at,
+         rate_limit, rate_window)
+    VALUES (t.key_id, user_id, key_name, t.hint, t.hash, environment, expires_at,
+            rate_limit_per_hour, interval '1 hour');
+    key_id := t.key_id;
+    key := t.token;
+    RETURN NEXT;
+END
+$$;
+
+CREATE FUNCTION apikey_verify(key text, client_ip inet DEFAULT NULL)
+    RETURNS TABLE(valid boolean, code text, key_id text, user_id text)
+    AS 'MODULE_PATHNAME', 'apikey_verify_1_0'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+CREATE FUNCTION apikey_deactivate(key_id text) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, @extschema@
+AS $$
+BEGIN
+    PERFORM @extschema@.apikey_require_text(key_id, 'key_id', 64);
+    UPDATE @extschema@.apikey_keys k SET is_active = false
+     WHERE k.key_id = $1 AND k.is_active;
+    RETURN FOUND;
+END
+$$;
+
+-- One batch of sweeping: usage buckets older than apikey.usage_retention.
+-- (1.0 has no audit trail, so expired keys are left to apikey_verify,
+-- which reports them EXPIRED.)
+CREATE FUNCTION apikey_sweep_batch(batch_size integer)
+    RETURNS TABLE(expired bigint, usage_purged bigint)
+    LANGUAGE plpgsql VOLATILE
+    SECURITY DEFINER SET search_path = pg_catalog, @extschema@
+AS $$
+BEGIN
+    expired := 0;
+    DELETE FROM @extschema@.apikey_usage u
+     WHERE u.ctid IN (SELECT x.ctid FROM @extschema@.apikey_usage x
+                       WHERE x.bucket < now() - current_setting('apikey.usage_retention')::interval
+                       LIMIT batch_size);
+    GET DIAGNOSTICS usage_purged = ROW_COUNT;
+    RETURN NEXT;
+END
+$$;
+
+CREATE FUNCTION apikey_sweep() RETURNS TABLE(expired bigint, usage_purged bigint)
+    LANGUAGE plpgsql VOLATILE
+    SECURITY DEFINER SET search_path = pg_catalog, @extschema@
+AS $$
+DECLARE
+    b record;
+BEGIN
+    expired := 0;
+    usage_purged := 0;
+    LOOP
+        b := @extschema@.apikey_sweep_batch(1000);
+        expired := expired + b.expired;
+        usage_purged := usage_purged + b.usage_purged;
+        EXIT WHEN b.expired < 1000 AND b.usage_purged < 1000;
+    END LOOP;
+    RETURN NEXT;
+END
+$$;
+
+CREATE VIEW apikey_stats WITH (security_invoker = true) AS
+SELECT s.key_id, k.user_id, k.name, s.requests, s.denied,
+       s.denied_revoked, s.denied_expired, s.denied_forbidden,
+       s.denied_scope, s.denied_rate_limited, s.responses, s.response_ms,
+       s.last_used_at, s.rate_window_count, s.overflow
+  FROM @extschema@.apikey_stats_internal() s
+  LEFT JOIN @extschema@.apikey_keys k ON k.key_id = s.key_id
+ WHERE s.overflow OR k.key_id IS NOT NULL;
+
+CREATE VIEW apikey_activity WITH (security_invoker = true) AS
+SELECT k.key_id, k.user_id, k.name,
+       coalesce(u.requests, 0) + coalesce(s.requests, 0) AS requests,
+       coalesce(u.denied, 0) + coalesce(s.denied, 0) AS denied,
+       (coalesce(u.response_ms, 0) + coalesce(s.response_ms, 0))
+         / nullif(coalesce(u.responses, 0) + coalesce(s.responses, 0), 0) AS avg_response_ms,
+       greatest(k.last_used_at, s.last_used_at) AS last_used_at
+  FROM @extschema@.apikey_keys k
+  LEFT JOIN (SELECT x.key_id, sum(x.requests) AS requests, sum(x.denied) AS denied,
+                    sum(x.responses) AS responses, sum(x.response_ms) AS response_ms
+               FROM @extschema@.apikey_usage x
+              WHERE x.bucket >= date_trunc('hour', now() - interval '24 hours')
+              GROUP BY x.key_id) u ON u.key_id = k.key_id
+  LEFT JOIN @extschema@.apikey_stats_internal() s ON s.key_id = k.key_id
+ WHERE u.key_id IS NOT NULL OR s.key_id IS NOT NULL
+ ORDER BY 4 DESC, 1;
+
+REVOKE ALL ON FUNCTION apikey_generate(text, text, text, integer, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION apikey_deactivate(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION apikey_sweep_batch(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION apikey_sweep() FROM PUBLIC;

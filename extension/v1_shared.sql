@@ -1,0 +1,99 @@
+-- ---------------------------------------------------------------------------
+-- Functions that every version shares.  Their C symbols never change
+-- meaning, so old and new SQL can both call them.
+-- ---------------------------------------------------------------------------
+
+-- A fresh token and what is stored of it.  Stores nothing itself, so a
+-- token it returns that no key row records is worthless.
+CREATE FUNCTION apikey_new_token(environment text,
+                                 OUT key_id text, OUT token text,
+                                 OUT hint text, OUT hash bytea)
+    AS 'MODULE_PATHNAME', 'apikey_new_token'
+    LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+
+-- SHA-256 of a token as stored, for importing keys from another system.
+CREATE FUNCTION apikey_token_hash(token text) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'apikey_token_hash'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- The role acting at the top level, for the audit trail.
+CREATE FUNCTION apikey_actor() RETURNS text
+    AS 'MODULE_PATHNAME', 'apikey_actor'
+    LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Argument checks shared by the write functions: clear errors, nothing
+-- written.
+CREATE FUNCTION apikey_require_text(value text, what text, max_length integer DEFAULT 200)
+    RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION '% must not be null', what
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = format('Pass a non-empty %s.', what);
+    END IF;
+    IF value = '' OR btrim(value) = '' THEN
+        RAISE EXCEPTION '% must not be empty', what
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Pass a non-empty %s.', what);
+    END IF;
+    IF length(value) > max_length THEN
+        RAISE EXCEPTION '% is too long (% characters)', what, length(value)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Use at most %s characters.', max_length);
+    END IF;
+    RETURN value;
+END
+$$;
+
+CREATE FUNCTION apikey_require_future(expires_at timestamptz) RETURNS timestamptz
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF expires_at IS NOT NULL AND expires_at <= now() THEN
+        RAISE EXCEPTION 'expires_at % is not in the future', expires_at
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a future time, or NULL for a key that does not expire.';
+    END IF;
+    RETURN expires_at;
+END
+$$;
+
+-- Write pending shared-memory counters into the tables now (the worker
+-- does this every apikey.flush_interval).
+CREATE FUNCTION apikey_flush() RETURNS bigint
+    AS 'MODULE_PATHNAME', 'apikey_flush'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SECURITY DEFINER SET search_path = pg_catalog, @extschema@;
+
+-- Counters of this database still in shared memory.
+CREATE FUNCTION apikey_stats_internal(
+    OUT key_id text, OUT requests bigint, OUT denied bigint,
+    OUT denied_revoked bigint, OUT denied_expired bigint,
+    OUT denied_forbidden bigint, OUT denied_scope bigint,
+    OUT denied_rate_limited bigint, OUT responses bigint,
+    OUT response_ms double precision, OUT last_used_at timestamptz,
+    OUT rate_window_count integer, OUT overflow boolean)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'apikey_stats_internal'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION apikey_record(key_id text, endpoint text, status_code integer,
+                              response_ms double precision) RETURNS void
+    AS 'MODULE_PATHNAME', 'apikey_record'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION apikey_rate_limit_status(key_id text)
+    RETURNS TABLE(rate_limit integer, remaining integer, reset_at timestamptz)
+    AS 'MODULE_PATHNAME', 'apikey_rate_limit_status'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1
+    SECURITY DEFINER SET search_path = pg_catalog, @extschema@;
+
+-- Operational functions are for the roles a DBA grants them to.
+REVOKE ALL ON FUNCTION apikey_flush() FROM PUBLIC;
+REVOKE ALL ON FUNCTION apikey_stats_internal() FROM PUBLIC;
+REVOKE ALL ON FUNCTION apikey_record(text, text, integer, double precision) FROM PUBLIC;
+REVOKE ALL ON FUNCTION apikey_rate_limit_status(text) FROM PUBLIC;

@@ -1,0 +1,278 @@
+/*
+ * flush.c
+ *		Moves pending counters from shared memory into apikey_keys
+ *		(usage_count, last_used_at) and the hourly apikey_usage buckets, and
+ *		turns failure alerts into NOTIFYs on channel apikey_alerts.
+ *
+ *		The counts are taken out of shared memory before they are written.
+ *		Transaction callbacks give them back if the writing transaction (or
+ *		the subtransaction that took them) aborts, and forget them once it
+ *		commits: a count is written exactly once or stays pending.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "apikey.h"
+#include "counters.h"
+
+PG_FUNCTION_INFO_V1(apikey_flush);
+
+/* Slots taken by this backend's open transaction, in TopMemoryContext. */
+typedef struct ApikeyTakenBatch
+{
+	struct ApikeyTakenBatch *next;
+	SubTransactionId subid;
+	int			n;
+	ApikeyTakenSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} ApikeyTakenBatch;
+
+static ApikeyTakenBatch *apikey_taken = NULL;
+
+static void
+apikey_taken_release(bool give_back, SubTransactionId only_subid)
+{
+	ApikeyTakenBatch **link = &apikey_taken;
+
+	while (*link != NULL)
+	{
+		ApikeyTakenBatch *b = *link;
+
+		if (only_subid != InvalidSubTransactionId && b->subid != only_subid)
+		{
+			link = &b->next;
+			continue;
+		}
+		if (give_back)
+			apikey_counters_give_back(b->slots, b->n);
+		*link = b->next;
+		pfree(b);
+	}
+}
+
+static void
+apikey_xact_callback(XactEvent event, void *arg)
+{
+	if (apikey_taken == NULL)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			apikey_taken_release(false, InvalidSubTransactionId);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			apikey_taken_release(true, InvalidSubTransactionId);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+apikey_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	ApikeyTakenBatch *b;
+
+	if (apikey_taken == NULL)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		apikey_taken_release(true, mySubid);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (b = apikey_taken; b != NULL; b = b->next)
+			if (b->subid == mySubid)
+				b->subid = parentSubid;
+	}
+}
+
+void
+apikey_flush_xact_init(void)
+{
+	RegisterXactCallback(apikey_xact_callback, NULL);
+	RegisterSubXactCallback(apikey_subxact_callback, NULL);
+}
+
+static ArrayType *
+apikey_int8_array(const ApikeyTakenSlot *s, int n, size_t offset)
+{
+	Datum	   *d = palloc(sizeof(Datum) * n);
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(*(const int64 *) ((const char *) &s[i].slot + offset));
+	return construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+}
+
+/*
+ * Write this database's pending counters into the tables of schema nspid.
+ * Returns the number of (key, hour) buckets written.
+ */
+int64
+apikey_flush_database(Oid nspid)
+{
+	ApikeyTakenSlot *slots;
+	ApikeyTakenBatch *batch;
+	int			n;
+	Datum		args[9];
+	Oid			argtypes[9] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+	TIMESTAMPTZARRAYOID};
+	char		nulls[9] = "         ";
+	Datum	   *key_ids;
+	Datum	   *buckets;
+	Datum	   *ms;
+	Datum	   *last_used;
+	bool	   *last_used_null;
+	int			dims[1];
+	int			lbs[1] = {1};
+	const char *nsp = quote_identifier(get_namespace_name(nspid));
+	char	   *sql;
+	int			rc;
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot flush apikey counters during recovery"),
+				 errdetail("On a standby the counters stay in this server's shared memory."),
+				 errhint("Flush on the primary; see apikey_stats for this server's counts.")));
+
+	n = apikey_counters_take(MyDatabaseId, &slots);
+	if (n == 0)
+		return 0;
+
+	/* From here on, an abort gives the counts back. */
+	batch = MemoryContextAlloc(TopMemoryContext,
+							   offsetof(ApikeyTakenBatch, slots) + n * sizeof(ApikeyTakenSlot));
+	batch->subid = GetCurrentSubTransactionId();
+	batch->n = n;
+	memcpy(batch->slots, slots, n * sizeof(ApikeyTakenSlot));
+	batch->next = apikey_taken;
+	apikey_taken = batch;
+
+	key_ids = palloc(sizeof(Datum) * n);
+	buckets = palloc(sizeof(Datum) * n);
+	ms = palloc(sizeof(Datum) * n);
+	last_used = palloc(sizeof(Datum) * n);
+	last_used_null = palloc(sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+	{
+		key_ids[i] = CStringGetTextDatum(slots[i].key_id);
+		buckets[i] = TimestampTzGetDatum(slots[i].slot.bucket);
+		ms[i] = Float8GetDatum(slots[i].slot.response_ms);
+		last_used[i] = TimestampTzGetDatum(slots[i].slot.last_used);
+		last_used_null[i] = slots[i].slot.last_used == 0;
+	}
+	dims[0] = n;
+	args[0] = PointerGetDatum(construct_array(key_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(buckets, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, requests)));
+	args[3] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, denied)));
+	args[4] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, responses)));
+	args[5] = PointerGetDatum(construct_array(ms, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[6] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, client_errors)));
+	args[7] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, server_errors)));
+	args[8] = PointerGetDatum(construct_md_array(last_used, last_used_null, 1, dims, lbs,
+												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+	/*
+	 * One statement: add requests to the keys, then upsert the hourly
+	 * buckets of keys that still exist (a deleted key's counts are dropped).
+	 * The UPDATE sets only usage columns, which the audit trigger ignores.
+	 */
+	sql = psprintf("WITH d AS ("
+				   " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+				   "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+				   "  pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+				   "  pg_catalog.unnest($9))"
+				   "  AS d(key_id, bucket, requests, denied, responses, response_ms,"
+				   "       client_errors, server_errors, last_used)"
+				   "), s AS ("
+				   " SELECT key_id, pg_catalog.sum(requests) AS requests,"
+				   "        pg_catalog.max(last_used) AS last_used"
+				   "   FROM d GROUP BY key_id"
+				   "), k AS ("
+				   " UPDATE %s.apikey_keys k"
+				   "    SET usage_count = k.usage_count OPERATOR(pg_catalog.+) s.requests,"
+				   "        last_used_at = GREATEST(k.last_used_at, s.last_used)"
+				   "   FROM s WHERE k.key_id OPERATOR(pg_catalog.=) s.key_id"
+				   "    AND s.requests OPERATOR(pg_catalog.>) 0"
+				   ")"
+				   " INSERT INTO %s.apikey_usage AS u"
+				   "  (key_id, bucket, requests, denied, responses, response_ms,"
+				   "   client_errors, server_errors)"
+				   " SELECT key_id, bucket, requests, denied, responses, response_ms,"
+				   "        client_errors, server_errors FROM d"
+				   "  WHERE EXISTS (SELECT FROM %s.apikey_keys x"
+				   "                 WHERE x.key_id OPERATOR(pg_catalog.=) d.key_id)"
+				   " ON CONFLICT (key_id, bucket) DO UPDATE SET"
+				   "  requests = u.requests OPERATOR(pg_catalog.+) excluded.requests,"
+				   "  denied = u.denied OPERATOR(pg_catalog.+) excluded.denied,"
+				   "  responses = u.responses OPERATOR(pg_catalog.+) excluded.responses,"
+				   "  response_ms = u.response_ms OPERATOR(pg_catalog.+) excluded.response_ms,"
+				   "  client_errors = u.client_errors OPERATOR(pg_catalog.+) excluded.client_errors,"
+				   "  server_errors = u.server_errors OPERATOR(pg_catalog.+) excluded.server_errors",
+				   nsp, nsp, nsp);
+
+	SPI_connect();
+	rc = SPI_execute_with_args(sql, 9, argtypes, args, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "apikey flush failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	return n;
+}
+
+/*
+ * Send one NOTIFY on apikey_alerts per client address that passed
+ * apikey.alert_failures in a minute.  Delivered when the caller commits.
+ */
+int64
+apikey_send_alerts(void)
+{
+	ApikeyAlert *alerts;
+	int			n = apikey_counters_take_alerts(MyDatabaseId, &alerts);
+
+	if (n == 0)
+		return 0;
+	SPI_connect();
+	for (int i = 0; i < n; i++)
+	{
+		char	   *addr = DatumGetCString(DirectFunctionCall1(inet_out,
+															   InetPGetDatum(&alerts[i].addr)));
+		char	   *payload = psprintf("{\"event\": \"failed_verifications\", \"client_ip\": \"%s\", "
+									   "\"failures\": %d, \"minute\": \"%s\", \"threshold\": %d}",
+									   addr, alerts[i].failures,
+									   timestamptz_to_str(alerts[i].minute),
+									   apikey_alert_failures);
+		Datum		arg = CStringGetTextDatum(payload);
+		Oid			argtype = TEXTOID;
+
+		SPI_execute_with_args("SELECT pg_catalog.pg_notify('apikey_alerts', $1)",
+							  1, &argtype, &arg, NULL, false, 0);
+	}
+	SPI_finish();
+	return n;
+}
+
+/* apikey_flush() returns bigint: write pending counters now. */
+Datum
+apikey_flush(PG_FUNCTION_ARGS)
+{
+	int64		n;
+
+	if (!apikey_counters_ready())
+		PG_RETURN_INT64(0);		/* nothing can be pending */
+	n = apikey_flush_database(get_func_namespace(fcinfo->flinfo->fn_oid));
+	apikey_send_alerts();
+	PG_RETURN_INT64(n);
+}
