@@ -25,6 +25,7 @@ int			apikey_sweep_interval_ms = 60000;
 int			apikey_usage_retention_min = 30 * 24 * 60;
 int			apikey_max_tracked_keys = 10000;
 int			apikey_alert_failures = 100;
+bool		apikey_workers_enabled = true;
 
 const char *const apikey_code_names[APIKEY_NUM_CODES] = {
 	"VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN",
@@ -94,6 +95,15 @@ _PG_init(void)
 							"Failed verifications per minute from one client address before a NOTIFY on apikey_alerts (0 = off).",
 							NULL, &apikey_alert_failures, 100, 0, INT_MAX,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	/*
+	 * SIGHUP: off keeps the launcher idle, for DBAs who run apikey_flush()
+	 * and apikey_sweep() from pg_cron, and for deterministic tests.
+	 */
+	DefineCustomBoolVariable("apikey.workers",
+							 "Run the background workers that flush counters and sweep keys.",
+							 NULL, &apikey_workers_enabled, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	/* Sizes shared memory: POSTMASTER, it can only change at start. */
 	DefineCustomIntVariable("apikey.max_tracked_keys",

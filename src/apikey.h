@@ -19,6 +19,7 @@ extern int	apikey_sweep_interval_ms;
 extern int	apikey_usage_retention_min;
 extern int	apikey_max_tracked_keys;
 extern int	apikey_alert_failures;
+extern bool apikey_workers_enabled;
 
 /*
  * Verification result codes, in the contract's order of precedence.  The

@@ -331,7 +331,8 @@ apikey_launcher_main(Datum main_arg)
 			for (int p = 0; p < npending; p++)
 				has_pending |= (pending[p] == db->dboid);
 			flush_due = has_pending && now >= db->next_flush;
-			if (busy || free_slot < 0 || !(sweep_due || flush_due))
+			if (!apikey_workers_enabled || busy || free_slot < 0 ||
+				!(sweep_due || flush_due))
 				continue;
 
 			if (apikey_start_visit(&slots[free_slot], free_slot, db->dboid, sweep_due))
