@@ -42,7 +42,7 @@ UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compa
               -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server)
 test/unit/run_unit: test/unit/run_unit.c test/unit/crc_table.c src/token.c src/scope.c src/token.h src/scope.h
 	$(CC) $(UNIT_CFLAGS) -DAPIKEY_FRONTEND -o $@ test/unit/run_unit.c test/unit/crc_table.c \
-		src/token.c src/scope.c -L$(shell $(PG_CONFIG) --libdir) -lpgcommon -lpgport -lcrypto -lm
+		src/token.c src/scope.c -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lcrypto -lm
 
 unittest: test/unit/run_unit
 	test/unit/run_unit

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages needed to build, test and demo apikey.
+# Idempotent: if everything is already installed it does nothing (and needs
+# neither root nor the network).  Otherwise it runs, as root (or via sudo),
+#   apt-get update && apt-get install -y <missing packages>
+set -euo pipefail
+
+PACKAGES=(
+    postgresql-15            # server binaries: initdb, postgres, pg_ctl
+    postgresql-client-15     # psql
+    postgresql-server-dev-15 # PGXS, pg_config, pg_regress, pg_isolation_regress, TAP modules
+    libipc-run-perl          # IPC::Run, needed by PostgreSQL::Test::Cluster
+    libssl-dev               # the unit-test binary links -lcrypto
+    make
+    gcc
+    libc6-dev                # only a Recommends of gcc, so ask for it by name
+    perl                     # perl and prove
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [[ $status == installed ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "install-deps: all prerequisites are installed"
+    exit 0
+fi
+
+SUDO=()
+if [[ $EUID -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        echo "install-deps: ERROR: missing packages (${missing[*]}); run as root to install them" >&2
+        exit 1
+    fi
+fi
+
+APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y
+    -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3)
+
+logf=$(mktemp /tmp/apikey-install-deps.XXXXXX)
+trap 'rm -f "$logf"' EXIT
+
+# Run an apt-get step quietly; on failure show why and stop.
+apt_step() { # DESCRIPTION ARGS...
+    local what=$1
+    shift
+    if ! "${APT[@]}" "$@" </dev/null >"$logf" 2>&1; then
+        echo "install-deps: ERROR: $what failed; last lines of apt-get output:" >&2
+        tail -n 40 "$logf" >&2
+        exit 1
+    fi
+}
+
+echo "install-deps: installing ${missing[*]}"
+apt_step "apt-get update" update
+apt_step "apt-get install" install --no-install-recommends "${missing[@]}"
+
+# Double-check, so a half-finished install is reported here and not as an
+# obscure build error later.
+for pkg in "${missing[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    if [[ $status != installed ]]; then
+        echo "install-deps: ERROR: $pkg is still not installed (status: ${status:-unknown})" >&2
+        exit 1
+    fi
+done
+echo "install-deps: done"
