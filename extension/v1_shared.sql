@@ -34,7 +34,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = format('Pass a non-empty %s.', what);
     END IF;
-    IF value = '' OR btrim(value) = '' THEN
+    IF value ~ '^\s*$' THEN
         RAISE EXCEPTION '% must not be empty', what
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = format('Pass a non-empty %s.', what);

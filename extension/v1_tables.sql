@@ -39,7 +39,9 @@ CREATE TABLE apikey_keys (
     CONSTRAINT apikey_keys_allowed_ips_check
         CHECK (array_position(allowed_ips, NULL) IS NULL),
     CONSTRAINT apikey_keys_usage_count_check CHECK (usage_count >= 0)
-);
+) WITH (fillfactor = 70);
+-- fillfactor: every flush updates usage_count/last_used_at, which no index
+-- covers; room on the page lets those updates be HOT (no index inserts).
 COMMENT ON TABLE apikey_keys IS 'API keys; only the SHA-256 of each token is stored';
 
 -- Hourly usage buckets, written by the worker (or apikey_flush) from the
@@ -55,7 +57,7 @@ CREATE TABLE apikey_usage (
     client_errors bigint           NOT NULL DEFAULT 0,
     server_errors bigint           NOT NULL DEFAULT 0,
     CONSTRAINT apikey_usage_pkey PRIMARY KEY (key_id, bucket)
-);
+) WITH (fillfactor = 70);  -- each flush in the hour updates the same bucket row
 CREATE INDEX apikey_usage_bucket_idx ON apikey_usage (bucket);
 COMMENT ON TABLE apikey_usage IS 'Requests per key and hour';
 

@@ -82,6 +82,7 @@ typedef struct ApikeySharedState
 	LWLock	   *lock;
 	slock_t		mutex;			/* guards the fields below */
 	ApikeyStatsRow overflow;	/* counts that found no free entry */
+	TimestampTz evict_retry_at; /* no eviction scan before this time */
 	int			launcher_pgprocno;	/* -1 when no launcher runs */
 } ApikeySharedState;
 
@@ -299,6 +300,13 @@ apikey_evict_idle(TimestampTz now)
 	int			evicted = 0;
 	int			wanted = Max(1, apikey_max_tracked_keys / 10);
 
+	/*
+	 * A scan that found nothing is not repeated for a second: with the
+	 * table full of running windows, every new key would otherwise pay a
+	 * full scan under the exclusive lock.  (Only written under that lock.)
+	 */
+	if (now < apikey_state->evict_retry_at)
+		return 0;
 	hash_seq_init(&status, apikey_counter_hash);
 	while ((e = hash_seq_search(&status)) != NULL)
 	{
@@ -313,6 +321,8 @@ apikey_evict_idle(TimestampTz now)
 			}
 		}
 	}
+	if (evicted == 0)
+		apikey_state->evict_retry_at = now + USECS_PER_SEC;
 	return evicted;
 }
 

@@ -22,6 +22,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -52,6 +54,8 @@
 #define APIKEY_MAX_VISITS		2
 /* Rows per sweep transaction. */
 #define APIKEY_SWEEP_BATCH		1000
+/* Niceness of visits: below backends, above nothing in particular. */
+#define APIKEY_VISIT_NICE		10
 /* Longest back-off after repeated failures in one database. */
 #define APIKEY_MAX_BACKOFF_MS	(5 * 60 * 1000)
 
@@ -391,6 +395,14 @@ apikey_visit_main(Datum main_arg)
 	char	   *sql;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+
+	/*
+	 * Flushing is deferred work: at a lower CPU priority it fills idle time
+	 * instead of taking a core from the sessions verifying keys.  (Raising
+	 * one's own niceness needs no privilege.)
+	 */
+	if (setpriority(PRIO_PROCESS, 0, APIKEY_VISIT_NICE) != 0)
+		ereport(DEBUG1, (errmsg("could not lower the apikey worker's priority: %m")));
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# bench/run.sh — how much does apikey_verify cost, compared with the index
+# probe it cannot avoid and with the verification teams write by hand?
+#
+# Run as root.  Installs prerequisites, builds and installs the extension,
+# starts a scratch cluster (postgres OS user, Unix socket, library
+# preloaded), issues BENCH_KEYS keys (default 1,000,000) over 1,000 orgs,
+# and runs each pgbench script in bench/ for BENCH_SECONDS (default 15) with
+# BENCH_CLIENTS (default 2) clients, prepared statements, one after another on
+# the same cluster.  Prints throughput, average and p99 latency, and ratios.
+# BENCH_CURVE (default "10000 100000") adds the floor and verify rows at
+# those key counts, to show how cost grows with the table.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=../scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+
+KEYS=${BENCH_KEYS:-1000000}
+SECS=${BENCH_SECONDS:-15}
+CLIENTS=${BENCH_CLIENTS:-2}
+CURVE=${BENCH_CURVE-"10000 100000"}
+SWEEP_KEYS=$((KEYS / 10 < 100000 ? KEYS / 10 : 100000))
+
+WORK=$(mktemp -d /tmp/apikey-bench.XXXXXX)
+cleanup() {
+    local rc=$?
+    set +e
+    if [[ -f $WORK/data/postmaster.pid ]]; then
+        "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$WORK/data" stop -m fast -w >/dev/null 2>&1
+    fi
+    stop_servers_under "$WORK"
+    [[ -n ${BENCH_KEEP:-} ]] || rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "installing prerequisites (only if missing)"
+bash "$REPO/scripts/install-deps.sh" >"$WORK/deps.log" 2>&1 || { cat "$WORK/deps.log"; exit 1; }
+pg_paths
+give_to_pg "$WORK"
+say "building and installing apikey"
+copy_tree "$REPO" "$WORK/tree"
+build_and_install "$WORK/tree" "$WORK" 600
+
+say "starting a scratch server"
+PORT=$(free_port)
+mkdir -p "$WORK/sock" "$WORK/log"
+give_to_pg "$WORK"
+"${AS_PG[@]}" "$PG_BINDIR/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 \
+    --locale=C.UTF-8 --no-instructions >"$WORK/initdb.log"
+# Every key verified in a rate window keeps its shared-memory entry for
+# that window, so size the table for all keys.  Durability settings are the
+# server's defaults: the hand-written baseline (row 5) commits a write per
+# request, as it would in production.
+cat >>"$WORK/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$WORK/sock'
+port = $PORT
+shared_preload_libraries = 'apikey'
+apikey.max_tracked_keys = $((KEYS * 3 / 2 + 20000))
+apikey.sweep_interval = '24h'
+shared_buffers = '2GB'
+max_wal_size = '8GB'
+checkpoint_timeout = '30min'
+CONF
+"${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null
+
+PSQL=("${AS_PG[@]}" "$PG_BINDIR/psql" -X -q -h "$WORK/sock" -p "$PORT" -v ON_ERROR_STOP=1)
+
+setup_db() { # DB NKEYS
+    "${PSQL[@]}" -d postgres -c "CREATE DATABASE $1"
+    local t0=$SECONDS
+    "${PSQL[@]}" -d "$1" -v nkeys="$2" -f "$REPO/bench/setup.sql" >/dev/null
+    echo $((SECONDS - t0))
+}
+
+# run_pgbench NAME DB SCRIPT [NKEYS]: prints "tps avg_ms p99_ms"
+run_pgbench() {
+    local name=$1 db=$2 script=$3 n=${4:-$KEYS} out
+    rm -f "$WORK/log/$name".*
+    out=$("${AS_PG[@]}" "$PG_BINDIR/pgbench" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" \
+        -T "$SECS" -D nkeys="$n" -f "$REPO/bench/$script" -h "$WORK/sock" -p "$PORT" \
+        -l --log-prefix="$WORK/log/$name" "$db" 2>&1) || { echo "$out" >&2; return 1; }
+    local tps
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
+    # pgbench's per-transaction log: the third field is the latency in us.
+    cat "$WORK/log/$name".* | awk '{print $3}' | sort -n | awk -v tps="$tps" '
+        { v[NR] = $1; s += $1 }
+        END { i = int(NR * 0.99); if (i < 1) i = 1;
+              printf "%.0f %.3f %.3f\n", tps, s / NR / 1000, v[i] / 1000 }'
+}
+
+say "issuing $KEYS keys over 1000 orgs"
+ISSUE_SECS=$(setup_db bench "$KEYS")
+say "issued in ${ISSUE_SECS}s"
+for n in $CURVE; do
+    say "issuing $n keys for the curve"
+    setup_db "bench_$n" "$n" >/dev/null
+done
+
+declare -A R
+row() { # KEY NAME DB SCRIPT [NKEYS]
+    say "running $2"
+    R[$1]=$(run_pgbench "$1" "$3" "$4" "${5:-$KEYS}")
+}
+row floor "1. floor: SHA-256 + unique index probe (SQL)" bench floor.sql
+row verify "2. apikey_verify, random keys" bench verify.sql
+row hot "3. apikey_verify, hot set of 10 keys" bench verify_hot.sql
+row malformed "4. apikey_verify, malformed tokens" bench malformed.sql
+row hand "5. hand-written: pgcrypto + jsonb + UPDATE" bench handwritten.sql
+row create "6. apikey_create" bench create.sql
+
+say "sweeping $SWEEP_KEYS expired keys while verifying"
+"${PSQL[@]}" -d bench -c "UPDATE apikey_keys SET expires_at = now() - interval '1 second'
+    WHERE key_id IN (SELECT key_id FROM apikey_keys ORDER BY key_id LIMIT $SWEEP_KEYS)" >/dev/null
+"${PSQL[@]}" -d bench -c "VACUUM ANALYZE apikey_keys" >/dev/null
+run_pgbench sweepload bench verify.sql >"$WORK/sweepload.txt" &
+BG=$!
+sleep 2
+T0=$(date +%s%N)
+"${PSQL[@]}" -d bench -c "CALL bench_sweep()"
+SWEEP_SECS=$(awk -v a="$(date +%s%N)" -v b="$T0" 'BEGIN { printf "%.1f", (a - b) / 1e9 }')
+wait "$BG"
+R[sweepload]=$(cat "$WORK/sweepload.txt")
+SWEPT=$("${PSQL[@]}" -d bench -tAc "SELECT count(*) FROM apikey_events WHERE event = 'expired'")
+
+declare -A CURVE_R
+for n in $CURVE; do
+    say "curve at $n keys"
+    CURVE_R[floor_$n]=$(run_pgbench "floor_$n" "bench_$n" floor.sql "$n")
+    CURVE_R[verify_$n]=$(run_pgbench "verify_$n" "bench_$n" verify.sql "$n")
+done
+
+f() { awk '{print $'"$2"'}' <<<"${R[$1]}"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+FLOOR=$(f floor 1)
+
+echo
+echo "apikey benchmark: $KEYS keys, $CLIENTS clients, ${SECS}s per row, prepared statements"
+echo "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}'), $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo
+printf '| %-46s | %9s | %8s | %8s | %12s |\n' "row" "tps" "avg ms" "p99 ms" "ratio"
+printf '|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "----------" "----------" "--------------"
+for k in floor verify hot malformed hand; do
+    case $k in
+        floor) name="1. floor: SHA-256 + unique index probe (SQL)" ;;
+        verify) name="2. apikey_verify, random keys" ;;
+        hot) name="3. apikey_verify, hot set of 10 keys" ;;
+        malformed) name="4. apikey_verify, malformed tokens" ;;
+        hand) name="5. hand-written: pgcrypto + jsonb + UPDATE" ;;
+    esac
+    printf '| %-46s | %9s | %8s | %8s | %12s |\n' "$name" "$(f $k 1)" "$(f $k 2)" "$(f $k 3)" \
+        "$(ratio "$(f $k 1)" "$FLOOR") x row 1"
+done
+printf '| %-46s | %9s | %8s | %8s | %12s |\n' "6. apikey_create (keys/s)" "$(f create 1)" "$(f create 2)" "$(f create 3)" ""
+echo
+echo "row 2 / row 5 (apikey_verify vs hand-written): $(ratio "$(f verify 1)" "$(f hand 1)") x"
+echo "bulk issue of $KEYS keys (apikey_new_token + INSERT, audited): ${ISSUE_SECS}s"
+echo "sweep of $SWEEP_KEYS expired keys (batches of 1000, commit each): ${SWEEP_SECS}s"
+echo "  keys marked expired by the sweep: $SWEPT"
+echo "  verify p99 idle: $(f verify 3) ms; while sweeping: $(awk '{print $3}' <<<"${R[sweepload]}") ms" \
+     "($(ratio "$(awk '{print $3}' <<<"${R[sweepload]}")" "$(f verify 3)") x)"
+if [[ -n $CURVE ]]; then
+    echo
+    echo "cost against table size (tps; verify/floor):"
+    for n in $CURVE; do
+        fl=$(awk '{print $1}' <<<"${CURVE_R[floor_$n]}")
+        ve=$(awk '{print $1}' <<<"${CURVE_R[verify_$n]}")
+        printf '  %9s keys: floor %7s  verify %7s  ratio %s\n' "$n" "$fl" "$ve" "$(ratio "$ve" "$fl")"
+    done
+    printf '  %9s keys: floor %7s  verify %7s  ratio %s\n' "$KEYS" "$FLOOR" "$(f verify 1)" \
+        "$(ratio "$(f verify 1)" "$FLOOR")"
+fi
