@@ -44,6 +44,7 @@ DROP FUNCTION apikey_sweep_batch(integer);
 DROP FUNCTION apikey_verify(text, text[], inet);
 DROP TYPE apikey_verification;
 DROP FUNCTION apikey_rotate(text, interval);
+DROP FUNCTION apikey_rotate_key(text, interval);
 DROP FUNCTION apikey_revoke_org(text, text);
 DROP FUNCTION apikey_revoke(text, text);
 DROP FUNCTION apikey_create(text, text, text[], text, timestamptz, integer, cidr[], jsonb, text);

@@ -231,14 +231,15 @@ END
 $$;
 
 -- A successor with everything but the token; the old key lives on until
--- least(its expiry, now() + grace).
-CREATE FUNCTION apikey_rotate(key_id text, grace interval DEFAULT '24 hours')
-    RETURNS TABLE(key_id text, token text)
+-- least(its expiry, now() + grace).  The work is done here; apikey_rotate
+-- below only renames, since PL/pgSQL cannot have an argument and a result
+-- column both called key_id, as the contract names them.
+CREATE FUNCTION apikey_rotate_key(old_id text, grace interval)
+    RETURNS TABLE(new_key_id text, token text)
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, @extschema@
 AS $$
 DECLARE
-    old_id text := $1;
     old    @extschema@.apikey_keys;
     t      record;
 BEGIN
@@ -280,11 +281,17 @@ BEGIN
        SET expires_at = least(coalesce(k.expires_at, 'infinity'), now() + grace),
            replaced_by = t.key_id
      WHERE k.key_id = old_id;
-    key_id := t.key_id;
+    new_key_id := t.key_id;
     token := t.token;
     RETURN NEXT;
 END
 $$;
+
+CREATE FUNCTION apikey_rotate(key_id text, grace interval DEFAULT '24 hours')
+    RETURNS TABLE(key_id text, token text)
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, @extschema@
+AS $$ SELECT * FROM @extschema@.apikey_rotate_key($1, $2) $$;
 
 -- ---------------------------------------------------------------------------
 -- Verification (C): the request path.
@@ -397,6 +404,7 @@ REVOKE ALL ON FUNCTION apikey_create(text, text, text[], text, timestamptz, inte
 REVOKE ALL ON FUNCTION apikey_revoke(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_revoke_org(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_rotate(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION apikey_rotate_key(text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_sweep_batch(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_sweep() FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_audit() FROM PUBLIC;
