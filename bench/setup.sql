@@ -54,16 +54,4 @@ BEGIN
     RETURN true;
 END $$;
 
--- Sweeping as the worker does: batches of 1000, a commit after each.
-CREATE PROCEDURE bench_sweep() LANGUAGE plpgsql AS $$
-DECLARE
-    b record;
-BEGIN
-    LOOP
-        SELECT * INTO b FROM apikey_sweep_batch(1000);
-        COMMIT;
-        EXIT WHEN b.expired < 1000 AND b.usage_purged < 1000;
-    END LOOP;
-END $$;
-
 VACUUM ANALYZE;

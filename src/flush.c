@@ -65,9 +65,19 @@ apikey_xact_callback(XactEvent event, void *arg)
 		return;
 	switch (event)
 	{
+		case XACT_EVENT_PRE_PREPARE:
+
+			/*
+			 * The counts would have to survive in the prepared transaction
+			 * and come back on ROLLBACK PREPARED; like LISTEN, refuse.
+			 */
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot PREPARE a transaction that has flushed apikey counters"),
+					 errhint("Call apikey_flush() in a transaction of its own.")));
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
 			apikey_taken_release(false, InvalidSubTransactionId);
 			break;
 		case XACT_EVENT_ABORT:

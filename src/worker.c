@@ -305,8 +305,18 @@ apikey_launcher_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
+			TimestampTz reload = GetCurrentTimestamp();
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* a shortened interval applies now, not after the old one ends */
+			for (int i = 0; i < ndbs; i++)
+			{
+				dbs[i].next_sweep = Min(dbs[i].next_sweep,
+										TimestampTzPlusMilliseconds(reload, apikey_sweep_interval_ms));
+				dbs[i].next_flush = Min(dbs[i].next_flush,
+										TimestampTzPlusMilliseconds(reload, apikey_flush_interval_ms));
+			}
 		}
 
 		apikey_reap_visits(slots, dbs, ndbs);
