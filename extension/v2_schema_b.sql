@@ -404,7 +404,9 @@ REVOKE ALL ON FUNCTION apikey_create(text, text, text[], text, timestamptz, inte
 REVOKE ALL ON FUNCTION apikey_revoke(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_revoke_org(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_rotate(text, interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION apikey_rotate_key(text, interval) FROM PUBLIC;
+-- apikey_rotate_key keeps PUBLIC's EXECUTE: the apikey_rotate wrapper runs
+-- it with the caller's rights, and as SECURITY INVOKER it needs the caller's
+-- table privileges (and passes row-level security) like apikey_rotate.
 REVOKE ALL ON FUNCTION apikey_sweep_batch(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_sweep() FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_audit() FROM PUBLIC;
