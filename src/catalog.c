@@ -15,6 +15,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/syscache.h"
 
 #include "catalog.h"
 
@@ -28,6 +29,13 @@ apikey_relcache_callback(Datum arg, Oid relid)
 	if (relid == InvalidOid || relid == apikey_layout.relid ||
 		relid == apikey_layout.hash_index)
 		apikey_layout_valid = false;
+}
+
+/* A function changed (e.g. ALTER EXTENSION UPDATE replaced it): look again. */
+static void
+apikey_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	apikey_layout_valid = false;
 }
 
 static Oid
@@ -55,12 +63,15 @@ apikey_find_hash_index(Relation rel, AttrNumber hash_att)
 }
 
 static void
-apikey_build_layout(Oid nspid)
+apikey_build_layout(Oid fn_oid)
 {
 	ApikeyKeysLayout l;
 	Relation	rel;
+	Oid			nspid = get_func_namespace(fn_oid);
 
 	memset(&l, 0, sizeof(l));
+	l.fn_oid = fn_oid;
+	l.rettype = get_func_rettype(fn_oid);
 	l.nspid = nspid;
 	l.relid = get_relname_relid("apikey_keys", nspid);
 	if (!OidIsValid(l.relid))
@@ -107,19 +118,19 @@ apikey_build_layout(Oid nspid)
 
 /*
  * The layout of apikey_keys in the schema of the function fn_oid.  The
- * function and the table always share the extension's schema.
+ * function and the table always share the extension's schema.  Cached by
+ * function OID, so a verification costs no catalog lookup at all.
  */
 const ApikeyKeysLayout *
 apikey_keys_layout(Oid fn_oid)
 {
-	Oid			nspid = get_func_namespace(fn_oid);
-
 	if (!apikey_callback_registered)
 	{
 		CacheRegisterRelcacheCallback(apikey_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, apikey_proc_callback, (Datum) 0);
 		apikey_callback_registered = true;
 	}
-	if (!apikey_layout_valid || apikey_layout.nspid != nspid)
-		apikey_build_layout(nspid);
+	if (!apikey_layout_valid || apikey_layout.fn_oid != fn_oid)
+		apikey_build_layout(fn_oid);
 	return &apikey_layout;
 }

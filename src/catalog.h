@@ -15,6 +15,8 @@
  */
 typedef struct ApikeyKeysLayout
 {
+	Oid			fn_oid;			/* the function this was looked up for */
+	Oid			rettype;		/* its result type */
 	Oid			nspid;
 	Oid			relid;
 	Oid			hash_index;

@@ -198,6 +198,8 @@ apikey_flush_database(Oid nspid)
 	/*
 	 * One statement: add requests to the keys, then upsert the hourly
 	 * buckets of keys that still exist (a deleted key's counts are dropped).
+	 * The keys the UPDATE returns are known to exist; only keys with nothing
+	 * but denials need a lookup (no scan of the whole table per flush).
 	 * The UPDATE sets only usage columns, which the audit trigger ignores.
 	 */
 	sql = psprintf("WITH d AS ("
@@ -217,14 +219,20 @@ apikey_flush_database(Oid nspid)
 				   "        last_used_at = GREATEST(k.last_used_at, s.last_used)"
 				   "   FROM s WHERE k.key_id OPERATOR(pg_catalog.=) s.key_id"
 				   "    AND s.requests OPERATOR(pg_catalog.>) 0"
+				   "  RETURNING k.key_id"
+				   "), live AS ("
+				   " SELECT key_id FROM k"
+				   " UNION ALL"
+				   " SELECT s.key_id FROM s WHERE s.requests OPERATOR(pg_catalog.=) 0"
+				   "    AND EXISTS (SELECT FROM %s.apikey_keys x"
+				   "                 WHERE x.key_id OPERATOR(pg_catalog.=) s.key_id)"
 				   ")"
 				   " INSERT INTO %s.apikey_usage AS u"
 				   "  (key_id, bucket, requests, denied, responses, response_ms,"
 				   "   client_errors, server_errors)"
-				   " SELECT key_id, bucket, requests, denied, responses, response_ms,"
+				   " SELECT d.key_id, bucket, requests, denied, responses, response_ms,"
 				   "        client_errors, server_errors FROM d"
-				   "  WHERE EXISTS (SELECT FROM %s.apikey_keys x"
-				   "                 WHERE x.key_id OPERATOR(pg_catalog.=) d.key_id)"
+				   "  JOIN live ON live.key_id OPERATOR(pg_catalog.=) d.key_id"
 				   " ON CONFLICT (key_id, bucket) DO UPDATE SET"
 				   "  requests = u.requests OPERATOR(pg_catalog.+) excluded.requests,"
 				   "  denied = u.denied OPERATOR(pg_catalog.+) excluded.denied,"

@@ -379,7 +379,7 @@ apikey_verify_2_0(PG_FUNCTION_ARGS)
 	 * The type cache, not get_call_result_type: that one copies the tuple
 	 * descriptor on every call, a measurable share of a verification.
 	 */
-	tupdesc = lookup_rowtype_tupdesc(get_func_rettype(fcinfo->flinfo->fn_oid), -1);
+	tupdesc = lookup_rowtype_tupdesc(apikey_keys_layout(fcinfo->flinfo->fn_oid)->rettype, -1);
 	if (tupdesc->natts != 12)
 		elog(ERROR, "apikey_verification has %d attributes, expected 12", tupdesc->natts);
 
