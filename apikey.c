@@ -105,18 +105,25 @@ _PG_init(void)
 							 NULL, &apikey_workers_enabled, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
+	apikey_flush_xact_init();
+
+	/*
+	 * Without preloading there is no shared memory to size: define nothing
+	 * PGC_POSTMASTER (PostgreSQL refuses that after start-up) and leave
+	 * apikey_verify to say what is missing.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+	{
+		MarkGUCPrefixReserved("apikey");
+		return;
+	}
+
 	/* Sizes shared memory: POSTMASTER, it can only change at start. */
 	DefineCustomIntVariable("apikey.max_tracked_keys",
 							"Keys whose counters and rate limits are tracked in shared memory.",
 							NULL, &apikey_max_tracked_keys, 10000, 100, 10 * 1000 * 1000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
-
 	MarkGUCPrefixReserved("apikey");
-
-	apikey_flush_xact_init();
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 
 	apikey_counters_install_hooks();
 	apikey_worker_register_launcher();

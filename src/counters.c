@@ -655,29 +655,69 @@ apikey_counters_has_pending(Oid dbid)
 	return pending;
 }
 
-/* The databases that have pending counts, for the launcher. */
+static int
+apikey_add_dbid(Oid *dbids, int n, int max, Oid dbid)
+{
+	for (int i = 0; i < n; i++)
+		if (dbids[i] == dbid)
+			return n;
+	if (n < max)
+		dbids[n++] = dbid;
+	return n;
+}
+
+/* The databases that have pending counts or alerts, for the launcher. */
 int
 apikey_counters_pending_databases(Oid *dbids, int max)
 {
 	HASH_SEQ_STATUS status;
 	ApikeyCounterEntry *e;
+	ApikeyFailureEntry *f;
 	int			n = 0;
 
 	LWLockAcquire(apikey_state->lock, LW_SHARED);
 	hash_seq_init(&status, apikey_counter_hash);
 	while ((e = hash_seq_search(&status)) != NULL)
 	{
-		bool		known = false;
-
-		if (!apikey_entry_pending(e))
-			continue;
-		for (int i = 0; i < n; i++)
-			known |= (dbids[i] == e->key.dbid);
-		if (!known && n < max)
-			dbids[n++] = e->key.dbid;
+		if (apikey_entry_pending(e))
+			n = apikey_add_dbid(dbids, n, max, e->key.dbid);
+	}
+	hash_seq_init(&status, apikey_failure_hash);
+	while ((f = hash_seq_search(&status)) != NULL)
+	{
+		if (f->alert_pending)	/* read without its spinlock: a hint */
+			n = apikey_add_dbid(dbids, n, max, f->key.dbid);
 	}
 	LWLockRelease(apikey_state->lock);
 	return n;
+}
+
+/*
+ * Drop every entry of a database whose counts can never be written: it was
+ * dropped, or the extension is no longer installed in it.  Otherwise they
+ * would hold their entries (and the shutdown dump) for good.
+ */
+void
+apikey_counters_forget_database(Oid dbid)
+{
+	HASH_SEQ_STATUS status;
+	ApikeyCounterEntry *e;
+	ApikeyFailureEntry *f;
+
+	LWLockAcquire(apikey_state->lock, LW_EXCLUSIVE);
+	hash_seq_init(&status, apikey_counter_hash);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		if (e->key.dbid == dbid)
+			hash_search(apikey_counter_hash, &e->key, HASH_REMOVE, NULL);
+	}
+	hash_seq_init(&status, apikey_failure_hash);
+	while ((f = hash_seq_search(&status)) != NULL)
+	{
+		if (f->key.dbid == dbid)
+			hash_search(apikey_failure_hash, &f->key, HASH_REMOVE, NULL);
+	}
+	LWLockRelease(apikey_state->lock);
 }
 
 /*

@@ -84,6 +84,7 @@ extern int	apikey_counters_stats(Oid dbid, ApikeyStatsRow **out,
 								  ApikeyStatsRow *overflow);
 extern bool apikey_counters_has_pending(Oid dbid);
 extern int	apikey_counters_pending_databases(Oid *dbids, int max);
+extern void apikey_counters_forget_database(Oid dbid);
 
 extern void apikey_counters_set_launcher(int pgprocno);
 

@@ -141,13 +141,15 @@ apikey_launcher_detach(int code, Datum arg)
 
 /* Refresh the list of databases that can be visited. */
 static void
-apikey_scan_databases(ApikeyDatabase **dbs, int *ndbs, int *cap)
+apikey_scan_databases(ApikeyDatabase **dbs, int *ndbs, int *cap,
+					  Oid *existing, int *nexisting, int max_existing)
 {
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
 	TimestampTz now = GetCurrentTimestamp();
 
+	*nexisting = 0;
 	for (int i = 0; i < *ndbs; i++)
 		(*dbs)[i].seen = false;
 
@@ -160,6 +162,8 @@ apikey_scan_databases(ApikeyDatabase **dbs, int *ndbs, int *cap)
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 		int			i;
 
+		if (*nexisting < max_existing)
+			existing[(*nexisting)++] = db->oid;
 		/* templates are copied, not used: never write into them */
 		if (!db->datallowconn || db->datistemplate)
 			continue;
@@ -300,6 +304,8 @@ apikey_launcher_main(Datum main_arg)
 		TimestampTz now;
 		Oid			pending[64];
 		int			npending;
+		Oid			existing[1024];
+		int			nexisting;
 		long		timeout;
 
 		CHECK_FOR_INTERRUPTS();
@@ -320,11 +326,26 @@ apikey_launcher_main(Datum main_arg)
 		}
 
 		apikey_reap_visits(slots, dbs, ndbs);
-		MemoryContextSwitchTo(launcher_cxt);
-		apikey_scan_databases(&dbs, &ndbs, &cap);
-		MemoryContextSwitchTo(launcher_cxt);
+		/* before the scan: a database with counts now existed when counted */
 		npending = apikey_counters_pending_databases(pending, lengthof(pending));
+		MemoryContextSwitchTo(launcher_cxt);
+		apikey_scan_databases(&dbs, &ndbs, &cap, existing, &nexisting, lengthof(existing));
+		MemoryContextSwitchTo(launcher_cxt);
 		now = GetCurrentTimestamp();
+
+		/* counts of databases dropped since can never be written */
+		if (nexisting < (int) lengthof(existing))
+		{
+			for (int p = 0; p < npending; p++)
+			{
+				bool		exists = false;
+
+				for (int i = 0; i < nexisting; i++)
+					exists |= (existing[i] == pending[p]);
+				if (!exists)
+					apikey_counters_forget_database(pending[p]);
+			}
+		}
 
 		for (int i = 0; i < ndbs; i++)
 		{
@@ -440,6 +461,8 @@ apikey_visit_main(Datum main_arg)
 
 	if (nsp == NULL)
 	{
+		/* dropped (or never created): its pending counts have nowhere to go */
+		apikey_counters_forget_database(MyDatabaseId);
 		apikey_worker_shared->outcome[args.slot] = APIKEY_VISIT_NOT_INSTALLED;
 		proc_exit(0);
 	}
