@@ -105,6 +105,7 @@ row() { # KEY NAME DB SCRIPT [NKEYS]
     say "running $2"
     R[$1]=$(run_pgbench "$1" "$3" "$4" "${5:-$KEYS}")
 }
+row fetch "0. ceiling: fetch the token, nothing else" bench fetch.sql
 row floor "1. floor: SHA-256 + unique index probe (SQL)" bench floor.sql
 row verify "2. apikey_verify, random keys" bench verify.sql
 row hot "3. apikey_verify, hot set of 10 keys" bench verify_hot.sql
@@ -150,8 +151,9 @@ echo "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}'), $(nproc)
 echo
 printf '| %-46s | %9s | %8s | %8s | %12s |\n' "row" "tps" "avg ms" "p99 ms" "ratio"
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "----------" "----------" "--------------"
-for k in floor verify hot malformed hand; do
+for k in fetch floor verify hot malformed hand; do
     case $k in
+        fetch) name="0. ceiling: fetch the token, nothing else" ;;
         floor) name="1. floor: SHA-256 + unique index probe (SQL)" ;;
         verify) name="2. apikey_verify, random keys" ;;
         hot) name="3. apikey_verify, hot set of 10 keys" ;;
