@@ -73,25 +73,6 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION apikey_sweep() RETURNS TABLE(expired bigint, usage_purged bigint)
-    LANGUAGE plpgsql VOLATILE
-    SECURITY DEFINER SET search_path = pg_catalog, @extschema@
-AS $$
-DECLARE
-    b record;
-BEGIN
-    expired := 0;
-    usage_purged := 0;
-    LOOP
-        b := @extschema@.apikey_sweep_batch(1000);
-        expired := expired + b.expired;
-        usage_purged := usage_purged + b.usage_purged;
-        EXIT WHEN b.expired < 1000 AND b.usage_purged < 1000;
-    END LOOP;
-    RETURN NEXT;
-END
-$$;
-
 CREATE VIEW apikey_stats WITH (security_invoker = true) AS
 SELECT s.key_id, k.user_id, k.name, s.requests, s.denied,
        s.denied_revoked, s.denied_expired, s.denied_forbidden,
@@ -121,4 +102,3 @@ SELECT k.key_id, k.user_id, k.name,
 REVOKE ALL ON FUNCTION apikey_generate(text, text, text, integer, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_deactivate(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_sweep_batch(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION apikey_sweep() FROM PUBLIC;

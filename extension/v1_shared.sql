@@ -92,8 +92,30 @@ CREATE FUNCTION apikey_rate_limit_status(key_id text)
     LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1
     SECURITY DEFINER SET search_path = pg_catalog, @extschema@;
 
+-- What the workers run, callable by hand or from pg_cron: sweep batches
+-- until none is full.  apikey_sweep_batch is the version-specific part.
+CREATE FUNCTION apikey_sweep() RETURNS TABLE(expired bigint, usage_purged bigint)
+    LANGUAGE plpgsql VOLATILE
+    SECURITY DEFINER SET search_path = pg_catalog, @extschema@
+AS $$
+DECLARE
+    b record;
+BEGIN
+    expired := 0;
+    usage_purged := 0;
+    LOOP
+        b := @extschema@.apikey_sweep_batch(1000);
+        expired := expired + b.expired;
+        usage_purged := usage_purged + b.usage_purged;
+        EXIT WHEN b.expired < 1000 AND b.usage_purged < 1000;
+    END LOOP;
+    RETURN NEXT;
+END
+$$;
+
 -- Operational functions are for the roles a DBA grants them to.
 REVOKE ALL ON FUNCTION apikey_flush() FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_stats_internal() FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_record(text, text, integer, double precision) FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_rate_limit_status(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION apikey_sweep() FROM PUBLIC;

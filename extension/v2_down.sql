@@ -39,7 +39,6 @@ $downgrade$;
 
 DROP VIEW apikey_activity;
 DROP VIEW apikey_stats;
-DROP FUNCTION apikey_sweep();
 DROP FUNCTION apikey_sweep_batch(integer);
 DROP FUNCTION apikey_verify(text, text[], inet);
 DROP TYPE apikey_verification;

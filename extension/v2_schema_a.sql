@@ -9,7 +9,6 @@ DROP VIEW apikey_stats;
 DROP FUNCTION apikey_generate(text, text, text, integer, timestamptz);
 DROP FUNCTION apikey_verify(text, inet);
 DROP FUNCTION apikey_deactivate(text);
-DROP FUNCTION apikey_sweep();
 DROP FUNCTION apikey_sweep_batch(integer);
 
 -- Organization ownership, scopes, revocation and rotation.  Constant

@@ -348,25 +348,6 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION apikey_sweep() RETURNS TABLE(expired bigint, usage_purged bigint)
-    LANGUAGE plpgsql VOLATILE
-    SECURITY DEFINER SET search_path = pg_catalog, @extschema@
-AS $$
-DECLARE
-    b record;
-BEGIN
-    expired := 0;
-    usage_purged := 0;
-    LOOP
-        b := @extschema@.apikey_sweep_batch(1000);
-        expired := expired + b.expired;
-        usage_purged := usage_purged + b.usage_purged;
-        EXIT WHEN b.expired < 1000 AND b.usage_purged < 1000;
-    END LOOP;
-    RETURN NEXT;
-END
-$$;
-
 -- ---------------------------------------------------------------------------
 -- Views.  security_invoker: they show what the caller may see of the keys.
 -- ---------------------------------------------------------------------------
@@ -408,5 +389,4 @@ REVOKE ALL ON FUNCTION apikey_rotate(text, interval) FROM PUBLIC;
 -- it with the caller's rights, and as SECURITY INVOKER it needs the caller's
 -- table privileges (and passes row-level security) like apikey_rotate.
 REVOKE ALL ON FUNCTION apikey_sweep_batch(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION apikey_sweep() FROM PUBLIC;
 REVOKE ALL ON FUNCTION apikey_audit() FROM PUBLIC;
