@@ -61,6 +61,28 @@ CREATE TABLE apikey_usage (
 CREATE INDEX apikey_usage_bucket_idx ON apikey_usage (bucket);
 COMMENT ON TABLE apikey_usage IS 'Requests per key and hour';
 
+-- Counts flushed from shared memory and not yet folded into apikey_usage
+-- and apikey_keys: one row of parallel arrays per flush (see flush.c).  The
+-- sweep, and apikey_flush(), fold and delete them.
+CREATE TABLE apikey_usage_log (
+    log_id        bigserial     NOT NULL,
+    logged_at     timestamptz   NOT NULL DEFAULT now(),
+    entries       integer       NOT NULL,
+    key_ids       text[]        NOT NULL,
+    buckets       timestamptz[] NOT NULL,
+    requests      bigint[]      NOT NULL,
+    denied        bigint[]      NOT NULL,
+    responses     bigint[]      NOT NULL,
+    response_ms   double precision[] NOT NULL,
+    client_errors bigint[]      NOT NULL,
+    server_errors bigint[]      NOT NULL,
+    last_used     timestamptz[] NOT NULL,
+    CONSTRAINT apikey_usage_log_pkey PRIMARY KEY (log_id)
+);
+COMMENT ON TABLE apikey_usage_log IS 'Flushed usage counts not yet folded into apikey_usage and apikey_keys';
+
 -- pg_dump must carry the keys and their history.
 SELECT pg_catalog.pg_extension_config_dump('apikey_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage_log', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage_log_log_id_seq', '');

@@ -119,7 +119,7 @@ CREATE ROLE v2p_app;
 -- apikey_stats and apikey_activity also needs apikey_stats_internal().
 CREATE ROLE v2p_admin;
 GRANT SELECT, INSERT, UPDATE ON apikey_keys TO v2p_admin;
-GRANT SELECT ON apikey_events, apikey_usage, apikey_stats, apikey_activity TO v2p_admin;
+GRANT SELECT ON apikey_events, apikey_usage, apikey_usage_log, apikey_stats, apikey_activity TO v2p_admin;
 GRANT EXECUTE ON FUNCTION
     apikey_create(text, text, text[], text, timestamptz, integer, cidr[], jsonb, text),
     apikey_revoke(text, text),

@@ -205,6 +205,38 @@ SELECT count(*) AS usage_rows_for_deleted FROM apikey_usage WHERE key_id = :'kd'
 SELECT usage_count - :before_usage_count AS other_key_added FROM v2u_written(:'k2');
 SELECT apikey_flush() AS nothing_pending;
 
+-- ---------------------------------------------------------------------------
+-- The usage log.  Every flush interval the worker appends the pending counts
+-- to apikey_usage_log, one row per flush; apikey_activity shows them at
+-- once.  The sweep (or apikey_flush()) folds the log into apikey_usage and
+-- apikey_keys: a key and hour seen by several flushes is added up into one
+-- bucket, counts of keys that no longer exist are dropped, the log empties.
+-- Two log rows stand in for two worker flushes here (workers are off).
+-- ---------------------------------------------------------------------------
+SELECT apikey_flush() >= 0 AS flushed;
+SELECT * FROM v2u_written(:'k2') \gset before_
+SELECT requests AS activity_before FROM apikey_activity WHERE key_id = :'k2' \gset
+INSERT INTO apikey_usage_log (entries, key_ids, buckets, requests, denied, responses,
+                              response_ms, client_errors, server_errors, last_used)
+VALUES (2, ARRAY[:'k2', 'no_such_key'], ARRAY[date_trunc('hour', now()), date_trunc('hour', now())],
+        '{4,7}', '{1,0}', '{0,0}', '{0,0}', '{0,0}', '{0,0}', ARRAY[now(), now()]),
+       (1, ARRAY[:'k2'], ARRAY[date_trunc('hour', now())],
+        '{3}', '{0}', '{2}', '{30}', '{1}', '{0}', ARRAY[now()]);
+SELECT requests - :activity_before AS activity_added FROM apikey_activity WHERE key_id = :'k2';
+SELECT apikey_flush() AS taken_from_shared_memory;
+SELECT usage_count - :before_usage_count AS usage_count_added,
+       requests - :before_requests AS requests_added,
+       denied - :before_denied AS denied_added,
+       responses - :before_responses AS responses_added,
+       response_ms - :before_response_ms AS response_ms_added,
+       client_errors - :before_client_errors AS client_errors_added
+  FROM v2u_written(:'k2');
+SELECT count(*) AS buckets_this_hour FROM apikey_usage
+ WHERE key_id = :'k2' AND bucket = date_trunc('hour', now());
+SELECT count(*) AS usage_rows_for_unknown_key FROM apikey_usage WHERE key_id = 'no_such_key';
+SELECT count(*) AS log_rows_left FROM apikey_usage_log;
+SELECT requests - :activity_before AS activity_added_after_fold FROM apikey_activity WHERE key_id = :'k2';
+
 DROP FUNCTION v2u_pending(text);
 DROP FUNCTION v2u_written(text);
 DROP EXTENSION apikey CASCADE;

@@ -48,8 +48,10 @@ extern void apikey_worker_register_launcher(void);
 PGDLLEXPORT void apikey_launcher_main(Datum main_arg);
 PGDLLEXPORT void apikey_visit_main(Datum main_arg);
 
-/* flush.c: write this database's pending counters; returns rows touched */
-extern int64 apikey_flush_database(Oid nspid);
+/* flush.c: log this database's pending counters, fold the log into tables */
+extern int64 apikey_log_pending(Oid nspid);
+extern int64 apikey_fold_usage_log(Oid nspid);
+extern int64 apikey_usage_log_entries(Oid nspid);
 extern int64 apikey_send_alerts(void);
 extern void apikey_flush_xact_init(void);
 

@@ -77,6 +77,9 @@ typedef struct ApikeyFailureEntry
 	bool		alerted;		/* already alerted for this minute */
 } ApikeyFailureEntry;
 
+/* Databases the launcher is told about without scanning the counters. */
+#define APIKEY_MAX_DIRTY_DBS 64
+
 typedef struct ApikeySharedState
 {
 	LWLock	   *lock;
@@ -84,6 +87,20 @@ typedef struct ApikeySharedState
 	ApikeyStatsRow overflow;	/* counts that found no free entry */
 	TimestampTz evict_retry_at; /* no eviction scan before this time */
 	int			launcher_pgprocno;	/* -1 when no launcher runs */
+	bool		early_flush;	/* nearly full: flush without waiting */
+
+	/*
+	 * Databases with counts or alerts pending, so that the launcher never
+	 * scans the counter table (a scan of a million entries takes a fifth of
+	 * a second, and holds off every new entry meanwhile).  dirty_overflow:
+	 * more databases than slots, the launcher treats every one as dirty.
+	 * clean_gen moves on whenever a database is taken off the list, which
+	 * tells backends that their "already marked" memo is stale.
+	 */
+	Oid			dirty_db[APIKEY_MAX_DIRTY_DBS];
+	int			ndirty;
+	bool		dirty_overflow;
+	pg_atomic_uint64 clean_gen;
 } ApikeySharedState;
 
 static ApikeySharedState *apikey_state = NULL;
@@ -142,6 +159,7 @@ apikey_shmem_startup(void)
 		apikey_state->lock = &(GetNamedLWLockTranche("apikey"))->lock;
 		SpinLockInit(&apikey_state->mutex);
 		apikey_state->launcher_pgprocno = -1;
+		pg_atomic_init_u64(&apikey_state->clean_gen, 0);
 	}
 
 	memset(&info, 0, sizeof(info));
@@ -268,16 +286,98 @@ apikey_make_key(ApikeyCounterKey *key, Oid dbid, const char *key_id)
 	strlcpy(key->key_id, key_id, sizeof(key->key_id));
 }
 
+/*
+ * Ask the launcher for an early flush (the table is nearly full, and only a
+ * flush makes entries evictable).  The latch is set once per request, not
+ * once per caller.
+ */
 static void
 apikey_wake_launcher(void)
 {
-	int			procno;
+	int			procno = -1;
 
 	SpinLockAcquire(&apikey_state->mutex);
-	procno = apikey_state->launcher_pgprocno;
+	if (!apikey_state->early_flush)
+	{
+		apikey_state->early_flush = true;
+		procno = apikey_state->launcher_pgprocno;
+	}
 	SpinLockRelease(&apikey_state->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/* For the launcher: was an early flush asked for since the last call? */
+bool
+apikey_counters_early_flush_requested(void)
+{
+	bool		requested;
+
+	SpinLockAcquire(&apikey_state->mutex);
+	requested = apikey_state->early_flush;
+	apikey_state->early_flush = false;
+	SpinLockRelease(&apikey_state->mutex);
+	return requested;
+}
+
+/* Put dbid on the dirty list; false if the list was full. */
+static bool
+apikey_list_dirty(Oid dbid)
+{
+	bool		listed = false;
+
+	SpinLockAcquire(&apikey_state->mutex);
+	for (int i = 0; i < apikey_state->ndirty && !listed; i++)
+		listed = apikey_state->dirty_db[i] == dbid;
+	if (!listed && apikey_state->ndirty < APIKEY_MAX_DIRTY_DBS)
+	{
+		apikey_state->dirty_db[apikey_state->ndirty++] = dbid;
+		listed = true;
+	}
+	else if (!listed)
+		apikey_state->dirty_overflow = true;
+	SpinLockRelease(&apikey_state->mutex);
+	return listed;
+}
+
+/*
+ * Note that dbid has something pending.  Called after the count is in its
+ * entry.  A backend remembers the database it marked and the clean_gen it
+ * saw, so the spinlock is taken once per flush, not once per verification:
+ * a flush first takes the database off the list and moves clean_gen on, and
+ * only then takes the counts, so a count it misses is always marked again.
+ */
+static void
+apikey_mark_dirty(Oid dbid)
+{
+	static Oid	marked_db = InvalidOid;
+	static uint64 marked_gen = 0;
+	uint64		gen = pg_atomic_read_u64(&apikey_state->clean_gen);
+
+	if (dbid == marked_db && gen == marked_gen)
+		return;
+	if (apikey_list_dirty(dbid))	/* else: mark again next time */
+	{
+		marked_db = dbid;
+		marked_gen = gen;
+	}
+}
+
+/* Take dbid off the dirty list: its pending counts are about to be taken. */
+static void
+apikey_mark_clean(Oid dbid)
+{
+	SpinLockAcquire(&apikey_state->mutex);
+	for (int i = 0; i < apikey_state->ndirty; i++)
+	{
+		if (apikey_state->dirty_db[i] == dbid)
+		{
+			apikey_state->dirty_db[i] = apikey_state->dirty_db[--apikey_state->ndirty];
+			break;
+		}
+	}
+	SpinLockRelease(&apikey_state->mutex);
+	pg_atomic_fetch_add_u64(&apikey_state->clean_gen, 1);
 }
 
 void
@@ -465,6 +565,7 @@ apikey_count_key_result(const char *key_id, ApikeyCode code,
 	}
 	SpinLockRelease(&e->mutex);
 	LWLockRelease(apikey_state->lock);
+	apikey_mark_dirty(MyDatabaseId);
 }
 
 /* The current window of a key, without using quota. */
@@ -513,6 +614,7 @@ apikey_count_response(const char *key_id, int32 status_code,
 		slot->client_errors++;
 	SpinLockRelease(&e->mutex);
 	LWLockRelease(apikey_state->lock);
+	apikey_mark_dirty(MyDatabaseId);
 }
 
 /* ---- failures per client address ------------------------------------- */
@@ -530,6 +632,7 @@ apikey_count_client_failure(const inet *addr, TimestampTz now)
 	ApikeyFailureEntry *e;
 	TimestampTz minute = now - (now % USECS_PER_MINUTE);
 	bool		found;
+	bool		alert = false;
 
 	if (apikey_alert_failures <= 0)
 		return;
@@ -585,9 +688,12 @@ apikey_count_client_failure(const inet *addr, TimestampTz now)
 	{
 		e->alerted = true;
 		e->alert_pending = true;
+		alert = true;
 	}
 	SpinLockRelease(&e->mutex);
 	LWLockRelease(apikey_state->lock);
+	if (alert)
+		apikey_mark_dirty(MyDatabaseId);
 }
 
 int
@@ -633,62 +739,21 @@ apikey_entry_pending(const ApikeyCounterEntry *e)
 	return !apikey_slot_empty(&e->cur) || !apikey_slot_empty(&e->prev);
 }
 
-bool
-apikey_counters_has_pending(Oid dbid)
-{
-	HASH_SEQ_STATUS status;
-	ApikeyCounterEntry *e;
-	bool		pending = false;
-
-	LWLockAcquire(apikey_state->lock, LW_SHARED);
-	hash_seq_init(&status, apikey_counter_hash);
-	while ((e = hash_seq_search(&status)) != NULL)
-	{
-		if (e->key.dbid == dbid && apikey_entry_pending(e))
-		{
-			pending = true;
-			hash_seq_term(&status);
-			break;
-		}
-	}
-	LWLockRelease(apikey_state->lock);
-	return pending;
-}
-
-static int
-apikey_add_dbid(Oid *dbids, int n, int max, Oid dbid)
-{
-	for (int i = 0; i < n; i++)
-		if (dbids[i] == dbid)
-			return n;
-	if (n < max)
-		dbids[n++] = dbid;
-	return n;
-}
-
-/* The databases that have pending counts or alerts, for the launcher. */
+/*
+ * The databases that have pending counts or alerts, for the launcher.
+ * *all: the list overflowed; treat every database as having something.
+ */
 int
-apikey_counters_pending_databases(Oid *dbids, int max)
+apikey_counters_pending_databases(Oid *dbids, int max, bool *all)
 {
-	HASH_SEQ_STATUS status;
-	ApikeyCounterEntry *e;
-	ApikeyFailureEntry *f;
-	int			n = 0;
+	int			n;
 
-	LWLockAcquire(apikey_state->lock, LW_SHARED);
-	hash_seq_init(&status, apikey_counter_hash);
-	while ((e = hash_seq_search(&status)) != NULL)
-	{
-		if (apikey_entry_pending(e))
-			n = apikey_add_dbid(dbids, n, max, e->key.dbid);
-	}
-	hash_seq_init(&status, apikey_failure_hash);
-	while ((f = hash_seq_search(&status)) != NULL)
-	{
-		if (f->alert_pending)	/* read without its spinlock: a hint */
-			n = apikey_add_dbid(dbids, n, max, f->key.dbid);
-	}
-	LWLockRelease(apikey_state->lock);
+	SpinLockAcquire(&apikey_state->mutex);
+	n = Min(apikey_state->ndirty, max);
+	memcpy(dbids, apikey_state->dirty_db, n * sizeof(Oid));
+	*all = apikey_state->dirty_overflow || apikey_state->ndirty > max;
+	apikey_state->dirty_overflow = false;	/* marked again by new counts */
+	SpinLockRelease(&apikey_state->mutex);
 	return n;
 }
 
@@ -704,6 +769,7 @@ apikey_counters_forget_database(Oid dbid)
 	ApikeyCounterEntry *e;
 	ApikeyFailureEntry *f;
 
+	apikey_mark_clean(dbid);
 	LWLockAcquire(apikey_state->lock, LW_EXCLUSIVE);
 	hash_seq_init(&status, apikey_counter_hash);
 	while ((e = hash_seq_search(&status)) != NULL)
@@ -733,6 +799,7 @@ apikey_counters_take(Oid dbid, ApikeyTakenSlot **out)
 	int			cap = 64;
 
 	*out = palloc(cap * sizeof(ApikeyTakenSlot));
+	apikey_mark_clean(dbid);	/* before the scan: see apikey_mark_dirty */
 	LWLockAcquire(apikey_state->lock, LW_SHARED);
 	hash_seq_init(&status, apikey_counter_hash);
 	while ((e = hash_seq_search(&status)) != NULL)
@@ -786,6 +853,7 @@ apikey_counters_give_back(const ApikeyTakenSlot *slots, int n)
 		apikey_slot_add(apikey_slot_for(e, t->slot.bucket), &t->slot);
 		SpinLockRelease(&e->mutex);
 		LWLockRelease(apikey_state->lock);
+		apikey_list_dirty(t->dbid);
 	}
 }
 
@@ -930,6 +998,8 @@ apikey_load_dump(void)
 		e = hash_search(apikey_counter_hash, &tmp.key, HASH_ENTER, &found);
 		memcpy(e, &tmp, sizeof(tmp));
 		SpinLockInit(&e->mutex);
+		if (apikey_entry_pending(e))
+			apikey_list_dirty(e->key.dbid);
 	}
 done:
 	FreeFile(file);

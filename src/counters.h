@@ -82,8 +82,8 @@ extern void apikey_counters_give_back(const ApikeyTakenSlot *slots, int n);
 extern int	apikey_counters_take_alerts(Oid dbid, ApikeyAlert **out);
 extern int	apikey_counters_stats(Oid dbid, ApikeyStatsRow **out,
 								  ApikeyStatsRow *overflow);
-extern bool apikey_counters_has_pending(Oid dbid);
-extern int	apikey_counters_pending_databases(Oid *dbids, int max);
+extern int	apikey_counters_pending_databases(Oid *dbids, int max, bool *all);
+extern bool apikey_counters_early_flush_requested(void);
 extern void apikey_counters_forget_database(Oid dbid);
 
 extern void apikey_counters_set_launcher(int pgprocno);

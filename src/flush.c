@@ -1,10 +1,18 @@
 /*
  * flush.c
- *		Moves pending counters from shared memory into apikey_keys
- *		(usage_count, last_used_at) and the hourly apikey_usage buckets, and
- *		turns failure alerts into NOTIFYs on channel apikey_alerts.
+ *		Moves pending counters from shared memory into the tables, in two
+ *		steps, and turns failure alerts into NOTIFYs on channel apikey_alerts.
  *
- *		The counts are taken out of shared memory before they are written.
+ *		Logging (every apikey.flush_interval): the pending counts are
+ *		appended to apikey_usage_log as one row of arrays.  That makes them
+ *		durable at a cost that does not depend on how many keys were used.
+ *		Folding (every apikey.sweep_interval, and in apikey_flush()): the log
+ *		is added to apikey_keys (usage_count, last_used_at) and the hourly
+ *		apikey_usage buckets, one write per key and bucket however many
+ *		flushes saw it.  With many distinct keys per flush interval, writing
+ *		rows at every flush would cost as much as the verifications did.
+ *
+ *		The counts are taken out of shared memory before they are logged.
  *		Transaction callbacks give them back if the writing transaction (or
  *		the subtransaction that took them) aborts, and forget them once it
  *		commits: a count is written exactly once or stays pending.
@@ -125,20 +133,23 @@ apikey_int8_array(const ApikeyTakenSlot *s, int n, size_t offset)
 }
 
 /*
- * Write this database's pending counters into the tables of schema nspid.
- * Returns the number of (key, hour) buckets written.
+ * Log this database's pending counters: take them out of shared memory and
+ * append them, as one row of parallel arrays, to apikey_usage_log in schema
+ * nspid.  One row per flush whatever the number of keys, so that making
+ * counts durable costs a few microseconds per key.  Returns the number of
+ * (key, hour) buckets taken.
  */
 int64
-apikey_flush_database(Oid nspid)
+apikey_log_pending(Oid nspid)
 {
 	ApikeyTakenSlot *slots;
 	ApikeyTakenBatch *batch;
 	int			n;
-	Datum		args[9];
-	Oid			argtypes[9] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
+	Datum		args[10];
+	Oid			argtypes[10] = {INT4OID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
 		INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
 	TIMESTAMPTZARRAYOID};
-	char		nulls[9] = "         ";
+	char		nulls[10] = "          ";
 	Datum	   *key_ids;
 	Datum	   *buckets;
 	Datum	   *ms;
@@ -146,8 +157,6 @@ apikey_flush_database(Oid nspid)
 	bool	   *last_used_null;
 	int			dims[1];
 	int			lbs[1] = {1};
-	const char *nsp = quote_identifier(get_namespace_name(nspid));
-	char	   *sql;
 	int			rc;
 
 	if (RecoveryInProgress())
@@ -184,35 +193,76 @@ apikey_flush_database(Oid nspid)
 		last_used_null[i] = slots[i].slot.last_used == 0;
 	}
 	dims[0] = n;
-	args[0] = PointerGetDatum(construct_array(key_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
-	args[1] = PointerGetDatum(construct_array(buckets, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, requests)));
-	args[3] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, denied)));
-	args[4] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, responses)));
-	args[5] = PointerGetDatum(construct_array(ms, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[6] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, client_errors)));
-	args[7] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, server_errors)));
-	args[8] = PointerGetDatum(construct_md_array(last_used, last_used_null, 1, dims, lbs,
+	args[0] = Int32GetDatum(n);
+	args[1] = PointerGetDatum(construct_array(key_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(buckets, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, requests)));
+	args[4] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, denied)));
+	args[5] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, responses)));
+	args[6] = PointerGetDatum(construct_array(ms, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[7] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, client_errors)));
+	args[8] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, server_errors)));
+	args[9] = PointerGetDatum(construct_md_array(last_used, last_used_null, 1, dims, lbs,
 												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 
+	SPI_connect();
+	rc = SPI_execute_with_args(psprintf("INSERT INTO %s.apikey_usage_log"
+										" (entries, key_ids, buckets, requests, denied, responses,"
+										"  response_ms, client_errors, server_errors, last_used)"
+										" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+										quote_identifier(get_namespace_name(nspid))),
+							   10, argtypes, args, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "apikey flush failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	return n;
+}
+
+/*
+ * Fold apikey_usage_log into apikey_keys (usage_count, last_used_at) and
+ * the hourly apikey_usage buckets, in one statement: each key's row and each
+ * (key, hour) bucket is written once however many flushes it appears in.
+ * Keys are written in key order, so that consecutive probes share index
+ * pages.  Counts of a key that no longer exists are dropped.  Concurrent
+ * folds cannot count a log row twice: the DELETE makes the second one wait,
+ * then skip it.  Returns the number of log rows folded.
+ */
+int64
+apikey_fold_usage_log(Oid nspid)
+{
+	const char *nsp = quote_identifier(get_namespace_name(nspid));
+	char	   *sql;
+	int			rc;
+	int64		folded;
+
 	/*
-	 * One statement: add requests to the keys, then upsert the hourly
-	 * buckets of keys that still exist (a deleted key's counts are dropped).
 	 * The keys the UPDATE returns are known to exist; only keys with nothing
-	 * but denials need a lookup (no scan of the whole table per flush).
-	 * The UPDATE sets only usage columns, which the audit trigger ignores.
+	 * but denials need a lookup (no scan of the whole table per fold).  The
+	 * UPDATE sets only usage columns, which the audit trigger ignores.
 	 */
-	sql = psprintf("WITH d AS ("
-				   " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-				   "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
-				   "  pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
-				   "  pg_catalog.unnest($9))"
-				   "  AS d(key_id, bucket, requests, denied, responses, response_ms,"
-				   "       client_errors, server_errors, last_used)"
+	sql = psprintf("WITH j AS ("
+				   " DELETE FROM %s.apikey_usage_log RETURNING *"
+				   "), d AS ("
+				   " SELECT x.key_id, x.bucket,"
+				   "        pg_catalog.sum(x.requests)::bigint AS requests,"
+				   "        pg_catalog.sum(x.denied)::bigint AS denied,"
+				   "        pg_catalog.sum(x.responses)::bigint AS responses,"
+				   "        pg_catalog.sum(x.response_ms) AS response_ms,"
+				   "        pg_catalog.sum(x.client_errors)::bigint AS client_errors,"
+				   "        pg_catalog.sum(x.server_errors)::bigint AS server_errors,"
+				   "        pg_catalog.max(x.last_used) AS last_used"
+				   "   FROM j, ROWS FROM (pg_catalog.unnest(j.key_ids), pg_catalog.unnest(j.buckets),"
+				   "        pg_catalog.unnest(j.requests), pg_catalog.unnest(j.denied),"
+				   "        pg_catalog.unnest(j.responses), pg_catalog.unnest(j.response_ms),"
+				   "        pg_catalog.unnest(j.client_errors), pg_catalog.unnest(j.server_errors),"
+				   "        pg_catalog.unnest(j.last_used))"
+				   "     AS x(key_id, bucket, requests, denied, responses, response_ms,"
+				   "          client_errors, server_errors, last_used)"
+				   "  GROUP BY x.key_id, x.bucket"
 				   "), s AS ("
-				   " SELECT key_id, pg_catalog.sum(requests) AS requests,"
+				   " SELECT key_id, pg_catalog.sum(requests)::bigint AS requests,"
 				   "        pg_catalog.max(last_used) AS last_used"
-				   "   FROM d GROUP BY key_id"
+				   "   FROM d GROUP BY key_id ORDER BY key_id"
 				   "), k AS ("
 				   " UPDATE %s.apikey_keys k"
 				   "    SET usage_count = k.usage_count OPERATOR(pg_catalog.+) s.requests,"
@@ -226,28 +276,60 @@ apikey_flush_database(Oid nspid)
 				   " SELECT s.key_id FROM s WHERE s.requests OPERATOR(pg_catalog.=) 0"
 				   "    AND EXISTS (SELECT FROM %s.apikey_keys x"
 				   "                 WHERE x.key_id OPERATOR(pg_catalog.=) s.key_id)"
-				   ")"
+				   "), u AS ("
 				   " INSERT INTO %s.apikey_usage AS u"
 				   "  (key_id, bucket, requests, denied, responses, response_ms,"
 				   "   client_errors, server_errors)"
 				   " SELECT d.key_id, bucket, requests, denied, responses, response_ms,"
 				   "        client_errors, server_errors FROM d"
 				   "  JOIN live ON live.key_id OPERATOR(pg_catalog.=) d.key_id"
+				   "  ORDER BY d.key_id, d.bucket"
 				   " ON CONFLICT (key_id, bucket) DO UPDATE SET"
 				   "  requests = u.requests OPERATOR(pg_catalog.+) excluded.requests,"
 				   "  denied = u.denied OPERATOR(pg_catalog.+) excluded.denied,"
 				   "  responses = u.responses OPERATOR(pg_catalog.+) excluded.responses,"
 				   "  response_ms = u.response_ms OPERATOR(pg_catalog.+) excluded.response_ms,"
 				   "  client_errors = u.client_errors OPERATOR(pg_catalog.+) excluded.client_errors,"
-				   "  server_errors = u.server_errors OPERATOR(pg_catalog.+) excluded.server_errors",
-				   nsp, nsp, nsp);
+				   "  server_errors = u.server_errors OPERATOR(pg_catalog.+) excluded.server_errors"
+				   ")"
+				   " SELECT pg_catalog.count(*) FROM j",
+				   nsp, nsp, nsp, nsp);
 
 	SPI_connect();
-	rc = SPI_execute_with_args(sql, 9, argtypes, args, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "apikey flush failed: %s", SPI_result_code_string(rc));
+	rc = SPI_execute(sql, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "apikey fold failed: %s", SPI_result_code_string(rc));
+	{
+		bool		isnull;
+
+		folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	SPI_finish();
-	return n;
+	return folded;
+}
+
+/*
+ * Entries logged and not yet folded, to bound the log when the sweep (which
+ * folds it) runs rarely.
+ */
+int64
+apikey_usage_log_entries(Oid nspid)
+{
+	int64		entries = 0;
+
+	SPI_connect();
+	if (SPI_execute(psprintf("SELECT pg_catalog.sum(entries)::bigint FROM %s.apikey_usage_log",
+							 quote_identifier(get_namespace_name(nspid))),
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		entries = isnull ? 0 : DatumGetInt64(d);
+	}
+	SPI_finish();
+	return entries;
 }
 
 /*
@@ -282,15 +364,22 @@ apikey_send_alerts(void)
 	return n;
 }
 
-/* apikey_flush() returns bigint: write pending counters now. */
+/*
+ * apikey_flush() returns bigint: write pending counters into the tables now,
+ * with whatever the workers have logged; returns the buckets it took from
+ * shared memory.
+ */
 Datum
 apikey_flush(PG_FUNCTION_ARGS)
 {
-	int64		n;
+	Oid			nspid = get_func_namespace(fcinfo->flinfo->fn_oid);
+	int64		n = 0;
 
-	if (!apikey_counters_ready())
-		PG_RETURN_INT64(0);		/* nothing can be pending */
-	n = apikey_flush_database(get_func_namespace(fcinfo->flinfo->fn_oid));
-	apikey_send_alerts();
+	/* Without the preloaded library nothing can be pending, but a log can. */
+	if (apikey_counters_ready())
+		n = apikey_log_pending(nspid);
+	apikey_fold_usage_log(nspid);
+	if (apikey_counters_ready())
+		apikey_send_alerts();
 	PG_RETURN_INT64(n);
 }

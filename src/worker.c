@@ -7,8 +7,10 @@
  *		pg_database and sends a short-lived "visit" worker into each database
  *		that needs one: every apikey.flush_interval into databases with
  *		pending counters or alerts, every apikey.sweep_interval into every
- *		database.  A visit checks whether the extension is installed, flushes
- *		counters, sends alerts, sweeps in small transactions, and exits.
+ *		database.  A visit checks whether the extension is installed, logs
+ *		pending counters (flush.c), sends alerts, and on a sweep folds the
+ *		usage log into the tables and sweeps in small transactions; then it
+ *		exits.
  *
  *		Short visits are what let the workers never block DROP DATABASE (which
  *		waits a few seconds for other sessions to leave), DROP EXTENSION or
@@ -52,6 +54,9 @@
 
 /* Visits running at once: small, so the workers never crowd out others. */
 #define APIKEY_MAX_VISITS		2
+/* Fold the usage log early once it holds this many times max_tracked_keys. */
+#define APIKEY_LOG_FOLD_FACTOR 4
+
 /* Rows per sweep transaction. */
 #define APIKEY_SWEEP_BATCH		1000
 /* Niceness of visits: below backends, above nothing in particular. */
@@ -304,6 +309,8 @@ apikey_launcher_main(Datum main_arg)
 		TimestampTz now;
 		Oid			pending[64];
 		int			npending;
+		bool		all_pending;
+		bool		early;
 		Oid			existing[1024];
 		int			nexisting;
 		long		timeout;
@@ -327,7 +334,8 @@ apikey_launcher_main(Datum main_arg)
 
 		apikey_reap_visits(slots, dbs, ndbs);
 		/* before the scan: a database with counts now existed when counted */
-		npending = apikey_counters_pending_databases(pending, lengthof(pending));
+		npending = apikey_counters_pending_databases(pending, lengthof(pending), &all_pending);
+		early = apikey_counters_early_flush_requested();
 		MemoryContextSwitchTo(launcher_cxt);
 		apikey_scan_databases(&dbs, &ndbs, &cap, existing, &nexisting, lengthof(existing));
 		MemoryContextSwitchTo(launcher_cxt);
@@ -363,9 +371,10 @@ apikey_launcher_main(Datum main_arg)
 				else if (slots[s].handle == NULL && free_slot < 0)
 					free_slot = s;
 			}
+			has_pending = all_pending;
 			for (int p = 0; p < npending; p++)
 				has_pending |= (pending[p] == db->dboid);
-			flush_due = has_pending && now >= db->next_flush;
+			flush_due = has_pending && (early || now >= db->next_flush);
 			if (!apikey_workers_enabled || busy || free_slot < 0 ||
 				!(sweep_due || flush_due))
 				continue;
@@ -386,6 +395,34 @@ apikey_launcher_main(Datum main_arg)
 }
 
 /* ---- a visit ----------------------------------------------------------- */
+
+/* One step of a visit, in C, run in a transaction of its own. */
+typedef int64 (*ApikeyVisitStep) (Oid nspid);
+
+static int64
+apikey_visit_step(const char *activity, ApikeyVisitStep step, Oid nspid)
+{
+	int64		result;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	result = step(nspid);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return result;
+}
+
+static int64
+apikey_visit_log(Oid nspid)
+{
+	int64		logged = apikey_log_pending(nspid);
+
+	apikey_send_alerts();
+	return logged;
+}
 
 /* Run one statement in its own transaction; returns its first int8 column. */
 static int64
@@ -423,6 +460,7 @@ apikey_visit_main(Datum main_arg)
 	Oid			dboid = DatumGetObjectId(main_arg);
 	ApikeyVisitArgs args;
 	char	   *nsp = NULL;
+	Oid			nspid = InvalidOid;
 	char	   *sql;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
@@ -442,19 +480,27 @@ apikey_visit_main(Datum main_arg)
 	/* Never wait long behind a user's lock: the next visit retries. */
 	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("statement_timeout", "5min", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a fold aggregates a whole sweep interval of flushes */
+	SetConfigOption("work_mem", "64MB", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* Is the extension here, and in which schema? */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute("SELECT pg_catalog.quote_ident(n.nspname)"
+	if (SPI_execute("SELECT pg_catalog.quote_ident(n.nspname), n.oid"
 					"  FROM pg_catalog.pg_extension e"
 					"  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
 					" WHERE e.extname = 'apikey'", true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
+	{
+		bool		isnull;
+
 		nsp = MemoryContextStrdup(TopMemoryContext,
 								  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		nspid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 2, &isnull));
+	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -467,8 +513,16 @@ apikey_visit_main(Datum main_arg)
 		proc_exit(0);
 	}
 
-	sql = psprintf("SELECT %s.apikey_flush()", nsp);
-	apikey_visit_exec("apikey: flushing counters", sql, NULL);
+	apikey_visit_step("apikey: flushing counters", apikey_visit_log, nspid);
+
+	/*
+	 * Fold the log into the tables at every sweep, or sooner if it has grown
+	 * past what shared memory could hold a few times over.
+	 */
+	if (args.sweep ||
+		apikey_visit_step("apikey: sizing the usage log", apikey_usage_log_entries, nspid) >
+		APIKEY_LOG_FOLD_FACTOR * (int64) apikey_max_tracked_keys)
+		apikey_visit_step("apikey: folding the usage log", apikey_fold_usage_log, nspid);
 
 	if (args.sweep)
 	{
