@@ -5,9 +5,14 @@
 # Run as root.  Installs prerequisites, builds and installs the extension,
 # starts a scratch cluster (postgres OS user, Unix socket, library
 # preloaded), issues BENCH_KEYS keys (default 1,000,000) over 1,000 orgs,
-# and runs each pgbench script in bench/ for BENCH_SECONDS (default 15) with
+# and runs each pgbench script in bench/ for BENCH_SECONDS (default 60) with
 # BENCH_CLIENTS (default 2) clients, prepared statements, one after another on
 # the same cluster.  Prints throughput, average and p99 latency, and ratios.
+# The workers run with their default intervals, so a row of a minute pays
+# for the flushes and the fold (at the sweep) of its own counts.  Before each
+# row the bench writes whatever the previous one left pending (apikey_flush)
+# and waits for autovacuum to finish: every row starts from a quiet server,
+# and the "drain" column says how long the left-over work took.
 # BENCH_CURVE (default "10000 100000") adds the floor and verify rows at
 # those key counts, to show how cost grows with the table.
 set -euo pipefail
@@ -17,7 +22,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$REPO/scripts/lib.sh"
 
 KEYS=${BENCH_KEYS:-1000000}
-SECS=${BENCH_SECONDS:-15}
+SECS=${BENCH_SECONDS:-60}
 CLIENTS=${BENCH_CLIENTS:-2}
 CURVE=${BENCH_CURVE-"10000 100000"}
 SWEEP_KEYS=$((KEYS / 10 < 100000 ? KEYS / 10 : 100000))
@@ -60,7 +65,6 @@ unix_socket_directories = '$WORK/sock'
 port = $PORT
 shared_preload_libraries = 'apikey'
 apikey.max_tracked_keys = $((KEYS * 3 / 2 + 20000))
-apikey.sweep_interval = '24h'
 shared_buffers = '2GB'
 max_wal_size = '8GB'
 checkpoint_timeout = '30min'
@@ -74,6 +78,22 @@ setup_db() { # DB NKEYS
     local t0=$SECONDS
     "${PSQL[@]}" -d "$1" -v nkeys="$2" -f "$REPO/bench/setup.sql" >/dev/null
     echo $((SECONDS - t0))
+}
+
+# quiesce DB: write what is still pending (shared memory and the usage log),
+# checkpoint, wait for autovacuum; prints the seconds it took.
+quiesce() {
+    local t0 t1
+    t0=$(date +%s%N)
+    "${PSQL[@]}" -d "$1" -c "SELECT apikey_flush()" >/dev/null
+    t1=$(date +%s%N)
+    "${PSQL[@]}" -d "$1" -c "CHECKPOINT" >/dev/null
+    for _ in $(seq 1 600); do
+        [[ $("${PSQL[@]}" -d "$1" -tAc "SELECT count(*) FROM pg_stat_activity
+            WHERE backend_type = 'autovacuum worker' OR application_name = 'apikey worker'") == 0 ]] && break
+        sleep 0.5
+    done
+    awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.1f", (a - b) / 1e9 }'
 }
 
 # run_pgbench NAME DB SCRIPT [NKEYS]: prints "tps avg_ms p99_ms"
@@ -100,14 +120,21 @@ for n in $CURVE; do
     setup_db "bench_$n" "$n" >/dev/null
 done
 
-declare -A R
+declare -A R DRAIN
 row() { # KEY NAME DB SCRIPT [NKEYS]
     say "running $2"
     R[$1]=$(run_pgbench "$1" "$3" "$4" "${5:-$KEYS}")
+    DRAIN[$1]=$(quiesce "$3")
 }
+quiesce bench >/dev/null
 row fetch "0. ceiling: fetch the token, nothing else" bench fetch.sql
 row floor "1. floor: SHA-256 + unique index probe (SQL)" bench floor.sql
 row verify "2. apikey_verify, random keys" bench verify.sql
+# 2f: the same with the workers paused: the verification alone, without
+# writing its counts (which the drain after it then does, and reports).
+"${PSQL[@]}" -d bench -c "ALTER SYSTEM SET apikey.workers = off" -c "SELECT pg_reload_conf()" >/dev/null
+row verify_fg "2f. apikey_verify, random keys, workers paused" bench verify.sql
+"${PSQL[@]}" -d bench -c "ALTER SYSTEM RESET apikey.workers" -c "SELECT pg_reload_conf()" >/dev/null
 row hot "3. apikey_verify, hot set of 10 keys" bench verify_hot.sql
 row malformed "4. apikey_verify, malformed tokens" bench malformed.sql
 row hand "5. hand-written: pgcrypto + jsonb + UPDATE" bench handwritten.sql
@@ -117,6 +144,8 @@ row create10 "6b. apikey_create, 10 keys per transaction" bench create_batch.sql
 # The sweep is the worker's: lower apikey.sweep_interval and time it until
 # every expired key has its 'expired' event, with row 2 running meanwhile.
 say "sweeping $SWEEP_KEYS expired keys (the worker) while verifying"
+# (no regular sweep may start on them before the clock does)
+"${PSQL[@]}" -d bench -c "ALTER SYSTEM SET apikey.sweep_interval = '1h'" -c "SELECT pg_reload_conf()" >/dev/null
 "${PSQL[@]}" -d bench -c "UPDATE apikey_keys SET expires_at = now() - interval '1 second'
     WHERE key_id IN (SELECT key_id FROM apikey_keys ORDER BY key_id LIMIT $SWEEP_KEYS)" >/dev/null
 "${PSQL[@]}" -d bench -c "VACUUM ANALYZE apikey_keys" >/dev/null
@@ -137,6 +166,7 @@ SWEPT=$("${PSQL[@]}" -d bench -tAc "SELECT count(*) FROM apikey_events WHERE eve
 declare -A CURVE_R
 for n in $CURVE; do
     say "curve at $n keys"
+    quiesce "bench_$n" >/dev/null
     CURVE_R[floor_$n]=$(run_pgbench "floor_$n" "bench_$n" floor.sql "$n")
     CURVE_R[verify_$n]=$(run_pgbench "verify_$n" "bench_$n" verify.sql "$n")
 done
@@ -149,23 +179,24 @@ echo
 echo "apikey benchmark: $KEYS keys, $CLIENTS clients, ${SECS}s per row, prepared statements"
 echo "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}'), $(nproc) cores, $(date -u +%Y-%m-%d)"
 echo
-printf '| %-46s | %9s | %8s | %8s | %12s |\n' "row" "tps" "avg ms" "p99 ms" "ratio"
-printf '|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "----------" "----------" "--------------"
-for k in fetch floor verify hot malformed hand; do
+printf '| %-46s | %9s | %8s | %8s | %12s | %7s |\n' "row" "tps" "avg ms" "p99 ms" "ratio" "drain s"
+printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "----------" "----------" "--------------" "---------"
+for k in fetch floor verify verify_fg hot malformed hand; do
     case $k in
         fetch) name="0. ceiling: fetch the token, nothing else" ;;
         floor) name="1. floor: SHA-256 + unique index probe (SQL)" ;;
         verify) name="2. apikey_verify, random keys" ;;
+        verify_fg) name="2f. the same, workers paused (foreground)" ;;
         hot) name="3. apikey_verify, hot set of 10 keys" ;;
         malformed) name="4. apikey_verify, malformed tokens" ;;
         hand) name="5. hand-written: pgcrypto + jsonb + UPDATE" ;;
     esac
-    printf '| %-46s | %9s | %8s | %8s | %12s |\n' "$name" "$(f $k 1)" "$(f $k 2)" "$(f $k 3)" \
-        "$(ratio "$(f $k 1)" "$FLOOR") x row 1"
+    printf '| %-46s | %9s | %8s | %8s | %12s | %7s |\n' "$name" "$(f $k 1)" "$(f $k 2)" "$(f $k 3)" \
+        "$(ratio "$(f $k 1)" "$FLOOR") x row 1" "${DRAIN[$k]}"
 done
-printf '| %-46s | %9s | %8s | %8s | %12s |\n' "6. apikey_create, 1 key/transaction (keys/s)" "$(f create 1)" "$(f create 2)" "$(f create 3)" ""
-printf '| %-46s | %9s | %8s | %8s | %12s |\n' "6b. apikey_create, 10 keys/transaction (keys/s)" \
-    "$(awk '{print $1 * 10}' <<<"${R[create10]}")" "$(f create10 2)" "$(f create10 3)" ""
+printf '| %-46s | %9s | %8s | %8s | %12s | %7s |\n' "6. apikey_create, 1 key/transaction (keys/s)" "$(f create 1)" "$(f create 2)" "$(f create 3)" "" "${DRAIN[create]}"
+printf '| %-46s | %9s | %8s | %8s | %12s | %7s |\n' "6b. apikey_create, 10 keys/transaction (keys/s)" \
+    "$(awk '{print $1 * 10}' <<<"${R[create10]}")" "$(f create10 2)" "$(f create10 3)" "" "${DRAIN[create10]}"
 echo
 echo "row 2 / row 5 (apikey_verify vs hand-written): $(ratio "$(f verify 1)" "$(f hand 1)") x"
 echo "bulk issue of $KEYS keys (apikey_new_token + INSERT, audited): ${ISSUE_SECS}s"
