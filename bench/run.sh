@@ -68,6 +68,7 @@ apikey.max_tracked_keys = $((KEYS * 3 / 2 + 20000))
 shared_buffers = '2GB'
 max_wal_size = '8GB'
 checkpoint_timeout = '30min'
+track_wal_io_timing = on
 CONF
 "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null
 
@@ -138,8 +139,11 @@ row verify_fg "2f. apikey_verify, random keys, workers paused" bench verify.sql
 row hot "3. apikey_verify, hot set of 10 keys" bench verify_hot.sql
 row malformed "4. apikey_verify, malformed tokens" bench malformed.sql
 row hand "5. hand-written: pgcrypto + jsonb + UPDATE" bench handwritten.sql
+"${PSQL[@]}" -d bench -c "SELECT pg_stat_reset_shared('wal')" >/dev/null
 row create "6. apikey_create, one key per transaction" bench create.sql
+"${PSQL[@]}" -d bench -tAc "SELECT round((wal_sync_time / nullif(wal_sync, 0))::numeric, 3) FROM pg_stat_wal" >"$WORK/walsync.txt"
 row create10 "6b. apikey_create, 10 keys per transaction" bench create_batch.sql
+row commit "6c. one plain INSERT per transaction (row 6's floor)" bench commit_floor.sql
 
 # The sweep is the worker's: lower apikey.sweep_interval and time it until
 # every expired key has its 'expired' event, with row 2 running meanwhile.
@@ -168,19 +172,23 @@ for n in $CURVE; do
     say "curve at $n keys"
     quiesce "bench_$n" >/dev/null
     CURVE_R[floor_$n]=$(run_pgbench "floor_$n" "bench_$n" floor.sql "$n")
+    quiesce "bench_$n" >/dev/null
     CURVE_R[verify_$n]=$(run_pgbench "verify_$n" "bench_$n" verify.sql "$n")
 done
 
 f() { awk '{print $'"$2"'}' <<<"${R[$1]}"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# over TPS: microseconds a client spends per transaction beyond row 0's,
+# i.e. what the row adds to fetching the token (client, wire and server).
+over() { awk -v t="$1" -v c="$(f fetch 1)" -v n="$CLIENTS" 'BEGIN { printf "%.1f", n * 1e6 / t - n * 1e6 / c }'; }
 FLOOR=$(f floor 1)
 
 echo
 echo "apikey benchmark: $KEYS keys, $CLIENTS clients, ${SECS}s per row, prepared statements"
 echo "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}'), $(nproc) cores, $(date -u +%Y-%m-%d)"
 echo
-printf '| %-46s | %9s | %8s | %8s | %12s | %7s |\n' "row" "tps" "avg ms" "p99 ms" "ratio" "drain s"
-printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "----------" "----------" "--------------" "---------"
+printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s |\n' "row" "tps" "avg ms" "p99 ms" "ratio" "us over 0" "drain s"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "----------" "----------" "--------------" "-----------" "---------"
 for k in fetch floor verify verify_fg hot malformed hand; do
     case $k in
         fetch) name="0. ceiling: fetch the token, nothing else" ;;
@@ -191,14 +199,18 @@ for k in fetch floor verify verify_fg hot malformed hand; do
         malformed) name="4. apikey_verify, malformed tokens" ;;
         hand) name="5. hand-written: pgcrypto + jsonb + UPDATE" ;;
     esac
-    printf '| %-46s | %9s | %8s | %8s | %12s | %7s |\n' "$name" "$(f $k 1)" "$(f $k 2)" "$(f $k 3)" \
-        "$(ratio "$(f $k 1)" "$FLOOR") x row 1" "${DRAIN[$k]}"
+    printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s |\n' "$name" "$(f $k 1)" "$(f $k 2)" "$(f $k 3)" \
+        "$(ratio "$(f $k 1)" "$FLOOR") x row 1" "$(over "$(f $k 1)")" "${DRAIN[$k]}"
 done
-printf '| %-46s | %9s | %8s | %8s | %12s | %7s |\n' "6. apikey_create, 1 key/transaction (keys/s)" "$(f create 1)" "$(f create 2)" "$(f create 3)" "" "${DRAIN[create]}"
-printf '| %-46s | %9s | %8s | %8s | %12s | %7s |\n' "6b. apikey_create, 10 keys/transaction (keys/s)" \
-    "$(awk '{print $1 * 10}' <<<"${R[create10]}")" "$(f create10 2)" "$(f create10 3)" "" "${DRAIN[create10]}"
+printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s |\n' "6. apikey_create, 1 key/transaction (keys/s)" "$(f create 1)" "$(f create 2)" "$(f create 3)" \
+    "$(ratio "$(f create 1)" "$(f commit 1)") x row 6c" "" "${DRAIN[create]}"
+printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s |\n' "6b. apikey_create, 10 keys/transaction (keys/s)" \
+    "$(awk '{print $1 * 10}' <<<"${R[create10]}")" "$(f create10 2)" "$(f create10 3)" "" "" "${DRAIN[create10]}"
+printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s |\n' "6c. one plain INSERT/transaction (rows/s)" "$(f commit 1)" "$(f commit 2)" "$(f commit 3)" "" "" "${DRAIN[commit]}"
 echo
 echo "row 2 / row 5 (apikey_verify vs hand-written): $(ratio "$(f verify 1)" "$(f hand 1)") x"
+echo "cost over the fetch, row 4 / row 1 (a malformed token vs the probe): $(ratio "$(over "$(f malformed 1)")" "$(over "$FLOOR")")"
+echo "WAL flush per commit during row 6: $(cat "$WORK/walsync.txt") ms (pg_stat_wal, track_wal_io_timing)"
 echo "bulk issue of $KEYS keys (apikey_new_token + INSERT, audited): ${ISSUE_SECS}s"
 echo "sweep of $SWEEP_KEYS expired keys by the worker (batches of 1000, a commit each): ${SWEEP_SECS}s"
 echo "  keys marked expired by the sweep: $SWEPT"

@@ -55,3 +55,10 @@ BEGIN
 END $$;
 
 VACUUM ANALYZE;
+
+-- Row 6c's table: a key-sized row with a random unique hash.
+CREATE TABLE bench_commit_floor (
+    id bigserial PRIMARY KEY,
+    org_id text NOT NULL,
+    hash bytea NOT NULL UNIQUE
+);
