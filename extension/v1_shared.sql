@@ -81,6 +81,42 @@ CREATE FUNCTION apikey_stats_internal(
     AS 'MODULE_PATHNAME', 'apikey_stats_internal'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- Each key's last 24 hours: the folded hourly buckets, the usage log not
+-- folded yet, and the counters still in shared memory.  apikey_activity
+-- (of either version) adds the owner and name.  A plain SQL function, so the
+-- planner inlines it, and SECURITY INVOKER: it shows a caller only what the
+-- caller may already read (apikey_usage, apikey_usage_log and
+-- apikey_stats_internal), which is why PUBLIC may keep EXECUTE.
+CREATE FUNCTION apikey_recent_usage()
+    RETURNS TABLE(key_id text, requests numeric, denied numeric, responses numeric,
+                  response_ms double precision, last_used_at timestamptz)
+    LANGUAGE sql STABLE
+AS $$
+SELECT coalesce(u.key_id, s.key_id),
+       coalesce(u.requests, 0) + coalesce(s.requests, 0),
+       coalesce(u.denied, 0) + coalesce(s.denied, 0),
+       coalesce(u.responses, 0) + coalesce(s.responses, 0),
+       coalesce(u.response_ms, 0) + coalesce(s.response_ms, 0),
+       greatest(u.last_used_at, s.last_used_at)
+  FROM (SELECT x.key_id, sum(x.requests) AS requests, sum(x.denied) AS denied,
+               sum(x.responses) AS responses, sum(x.response_ms) AS response_ms,
+               max(x.last_used) AS last_used_at
+          FROM (SELECT b.key_id, b.bucket, b.requests, b.denied, b.responses,
+                       b.response_ms, NULL::timestamptz AS last_used
+                  FROM @extschema@.apikey_usage b
+                UNION ALL  -- flushed by the worker, not folded yet
+                SELECT l.* FROM @extschema@.apikey_usage_log j,
+                       ROWS FROM (unnest(j.key_ids), unnest(j.buckets), unnest(j.requests),
+                                  unnest(j.denied), unnest(j.responses),
+                                  unnest(j.response_ms), unnest(j.last_used))
+                         AS l(key_id, bucket, requests, denied, responses,
+                              response_ms, last_used)) x
+         WHERE x.bucket >= date_trunc('hour', now() - interval '24 hours')
+         GROUP BY x.key_id) u
+  FULL JOIN @extschema@.apikey_stats_internal() s ON s.key_id = u.key_id
+ WHERE coalesce(u.key_id, s.key_id) IS NOT NULL
+$$;
+
 CREATE FUNCTION apikey_record(key_id text, endpoint text, status_code integer,
                               response_ms double precision) RETURNS void
     AS 'MODULE_PATHNAME', 'apikey_record'

@@ -361,30 +361,11 @@ SELECT s.key_id, k.org_id, k.name, s.requests, s.denied,
  WHERE s.overflow OR k.key_id IS NOT NULL;
 
 CREATE VIEW apikey_activity WITH (security_invoker = true) AS
-SELECT k.key_id, k.org_id, k.name,
-       coalesce(u.requests, 0) + coalesce(s.requests, 0) AS requests,
-       coalesce(u.denied, 0) + coalesce(s.denied, 0) AS denied,
-       (coalesce(u.response_ms, 0) + coalesce(s.response_ms, 0))
-         / nullif(coalesce(u.responses, 0) + coalesce(s.responses, 0), 0) AS avg_response_ms,
-       greatest(k.last_used_at, u.last_used_at, s.last_used_at) AS last_used_at
+SELECT k.key_id, k.org_id, k.name, r.requests, r.denied,
+       r.response_ms / nullif(r.responses, 0) AS avg_response_ms,
+       greatest(k.last_used_at, r.last_used_at) AS last_used_at
   FROM @extschema@.apikey_keys k
-  LEFT JOIN (SELECT x.key_id, sum(x.requests) AS requests, sum(x.denied) AS denied,
-                    sum(x.responses) AS responses, sum(x.response_ms) AS response_ms,
-                    max(x.last_used) AS last_used_at
-               FROM (SELECT b.key_id, b.bucket, b.requests, b.denied, b.responses,
-                            b.response_ms, NULL::timestamptz AS last_used
-                       FROM @extschema@.apikey_usage b
-                     UNION ALL  -- flushed by the worker, not folded yet
-                     SELECT l.* FROM @extschema@.apikey_usage_log j,
-                            ROWS FROM (unnest(j.key_ids), unnest(j.buckets), unnest(j.requests),
-                                       unnest(j.denied), unnest(j.responses),
-                                       unnest(j.response_ms), unnest(j.last_used))
-                              AS l(key_id, bucket, requests, denied, responses,
-                                   response_ms, last_used)) x
-              WHERE x.bucket >= date_trunc('hour', now() - interval '24 hours')
-              GROUP BY x.key_id) u ON u.key_id = k.key_id
-  LEFT JOIN @extschema@.apikey_stats_internal() s ON s.key_id = k.key_id
- WHERE u.key_id IS NOT NULL OR s.key_id IS NOT NULL
+  JOIN @extschema@.apikey_recent_usage() r ON r.key_id = k.key_id
  ORDER BY 4 DESC, 1;
 
 -- ---------------------------------------------------------------------------

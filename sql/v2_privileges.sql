@@ -63,6 +63,8 @@ SELECT * FROM apikey_events;
 SELECT * FROM apikey_usage;
 SELECT * FROM apikey_stats;
 SELECT * FROM apikey_activity;
+-- apikey_recent_usage is PUBLIC's to call, but runs with the caller's rights
+SELECT * FROM apikey_recent_usage();
 -- nor writable
 INSERT INTO apikey_keys (key_id, org_id, name, hint, hash, environment)
 VALUES ('key_x', 'acme', 'x', 'x', apikey_token_hash('x'), 'live');
