@@ -106,7 +106,7 @@ run_pgbench() {
         -l --log-prefix="$WORK/log/$name" "$db" 2>&1) || { echo "$out" >&2; return 1; }
     local tps
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
-    printf '%s %s\n' "$tps" "$(latencies "$WORK/log/$name".*)"
+    printf '%.0f %s\n' "$tps" "$(latencies "$WORK/log/$name".*)"
 }
 
 # latencies LOGFILE...: "avg_ms p99_ms" over pgbench's per-transaction logs
@@ -231,7 +231,7 @@ done
 printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s | %6s |\n' "6. apikey_create, 1 key/transaction (keys/s)" "$(f create 1)" "$(f create 2)" "$(f create 3)" \
     "$(ratio "$(f create 1)" "$(f commit 1)") x row 6c" "" "${DRAIN[create]}"
 printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s | %6s |\n' "6b. apikey_create, 10 keys/transaction (keys/s)" \
-    "$(awk '{print $1 * 10}' <<<"${R[create10]}")" "$(f create10 2)" "$(f create10 3)" "" "" "${DRAIN[create10]}"
+    "$(awk '{printf "%.0f", $1 * 10}' <<<"${R[create10]}")" "$(f create10 2)" "$(f create10 3)" "" "" "${DRAIN[create10]}"
 printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s | %6s |\n' "6c. one plain INSERT/transaction (rows/s)" "$(f commit 1)" "$(f commit 2)" "$(f commit 3)" "" "" "${DRAIN[commit]}"
 echo
 echo "row 2 / row 5 (apikey_verify vs hand-written): $(ratio "$(f verify 1)" "$(f hand 1)") x"
