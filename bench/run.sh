@@ -13,6 +13,8 @@
 # row the bench writes whatever the previous one left pending (apikey_flush)
 # and waits for autovacuum to finish: every row starts from a quiet server,
 # and the "drain" column says how long the left-over work took.
+# Rows 0-4 run twice, in order and reversed, after a warm-up, and print the
+# mean and the spread of the two passes.
 # BENCH_CURVE (default "10000 100000") adds the floor and verify rows at
 # those key counts, to show how cost grows with the table.
 set -euo pipefail
