@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# bench/fold.sh — what one fold of a minute of usage counts costs, fold after
+# fold, and where that time does not go (WAL, non-HOT updates).
+#
+# Usage: bash bench/fold.sh [FOLDS] [FLUSHES] [KEYS_PER_FLUSH]
+#   defaults 3 folds of 6 flushes of 180,000 random keys: about 660,000
+#   distinct keys of a million, what a minute of row 2 logs.
+# Connects with the PG* environment variables (PGHOST, PGPORT, PGDATABASE,
+# PGUSER) to a database made by bench/setup.sql, on a server started with
+# apikey.workers = off (else the sweep would fold the synthetic log itself).
+# Writes a synthetic usage log (random keys, one request each, this hour),
+# folds it with apikey_flush(), and commits; then VACUUMs apikey_keys and
+# apikey_usage, as autovacuum would after such a fold.  Changes the counts of
+# the bench's keys: use a scratch cluster.
+set -euo pipefail
+
+FOLDS=${1:-3}
+FLUSHES=${2:-6}
+PER=${3:-180000}
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -tA)
+
+if [[ $("${PSQL[@]}" -c "SHOW apikey.workers") != off ]]; then
+    echo "bench/fold.sh: apikey.workers must be off on this server (ALTER SYSTEM SET apikey.workers = off; SELECT pg_reload_conf())" >&2
+    exit 2
+fi
+
+"${PSQL[@]}" <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE IF NOT EXISTS bench_key_ids AS
+    SELECT row_number() OVER ()::int AS id, key_id FROM apikey_keys;
+CREATE UNIQUE INDEX IF NOT EXISTS bench_key_ids_id ON bench_key_ids (id);
+-- One flush's log row: per random keys (drawn with replacement), one
+-- request each, in the current hour; the shape apikey_log_pending writes.
+CREATE OR REPLACE PROCEDURE bench_log_flushes(flushes int, per int) LANGUAGE plpgsql AS $$
+DECLARE
+    nkeys int := (SELECT count(*) FROM bench_key_ids);
+BEGIN
+    FOR i IN 1..flushes LOOP
+        INSERT INTO apikey_usage_log (entries, key_ids, buckets, requests, denied, responses,
+                                      response_ms, client_errors, server_errors, last_used)
+        SELECT count(*), array_agg(k.key_id), array_agg(date_trunc('hour', now())),
+               array_agg(1::bigint), array_agg(0::bigint), array_agg(0::bigint),
+               array_agg(0::float8), array_agg(0::bigint), array_agg(0::bigint), array_agg(now())
+          FROM bench_key_ids k
+         WHERE k.id IN (SELECT (random() * (nkeys - 1))::int + 1 FROM generate_series(1, per));
+    END LOOP;
+END $$;
+SQL
+
+# hot_updates TABLE: "hot updated" counts so far
+hot_updates() {
+    "${PSQL[@]}" -F' ' -c "SELECT pg_stat_force_next_flush()" \
+        -c "SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_user_tables WHERE relname = '$1'" | tail -1
+}
+secs_since() { awk -v a="$(date +%s%N)" -v b="$1" 'BEGIN { printf "%.1f", (a - b) / 1e9 }'; }
+
+echo "fold of $FLUSHES flushes x $PER random keys, $FOLDS times"
+for i in $(seq 1 "$FOLDS"); do
+    "${PSQL[@]}" -c "CALL bench_log_flushes($FLUSHES, $PER)"
+    keys=$("${PSQL[@]}" -c "SELECT count(DISTINCT k) FROM apikey_usage_log, unnest(key_ids) k")
+    read -r kh0 ku0 <<<"$(hot_updates apikey_keys)"
+    read -r uh0 uu0 <<<"$(hot_updates apikey_usage)"
+    lsn0=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
+    t0=$(date +%s%N)
+    "${PSQL[@]}" -c "SELECT apikey_flush()" >/dev/null
+    fold=$(secs_since "$t0")
+    wal=$("${PSQL[@]}" -c "SELECT pg_size_pretty(pg_current_wal_lsn() - '$lsn0')")
+    t0=$(date +%s%N)
+    "${PSQL[@]}" -c "VACUUM apikey_keys" -c "VACUUM apikey_usage"
+    vac=$(secs_since "$t0")
+    read -r kh1 ku1 <<<"$(hot_updates apikey_keys)"
+    read -r uh1 uu1 <<<"$(hot_updates apikey_usage)"
+    printf 'fold %d: %s keys in %s s (WAL %s), then VACUUM %s s; HOT updates: apikey_keys %s/%s, apikey_usage %s/%s\n' \
+        "$i" "$keys" "$fold" "$wal" "$vac" $((kh1 - kh0)) $((ku1 - ku0)) $((uh1 - uh0)) $((uu1 - uu0))
+done
