@@ -47,29 +47,31 @@ BEGIN
 END $$;
 SQL
 
-# hot_updates TABLE: "hot updated" counts so far
-hot_updates() {
-    "${PSQL[@]}" -F' ' -c "SELECT pg_stat_force_next_flush()" \
-        -c "SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_user_tables WHERE relname = '$1'" | tail -1
-}
 secs_since() { awk -v a="$(date +%s%N)" -v b="$1" 'BEGIN { printf "%.1f", (a - b) / 1e9 }'; }
 
+# Each fold's transaction reads its own statistics (pg_stat_xact_user_tables):
+# the HOT counts are the fold's alone, with no wait for another backend to
+# report its statistics.
 echo "fold of $FLUSHES flushes x $PER random keys, $FOLDS times"
 for i in $(seq 1 "$FOLDS"); do
     "${PSQL[@]}" -c "CALL bench_log_flushes($FLUSHES, $PER)"
-    keys=$("${PSQL[@]}" -c "SELECT count(DISTINCT k) FROM apikey_usage_log, unnest(key_ids) k")
-    read -r kh0 ku0 <<<"$(hot_updates apikey_keys)"
-    read -r uh0 uu0 <<<"$(hot_updates apikey_usage)"
-    lsn0=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
-    t0=$(date +%s%N)
-    "${PSQL[@]}" -c "SELECT apikey_flush()" >/dev/null
-    fold=$(secs_since "$t0")
-    wal=$("${PSQL[@]}" -c "SELECT pg_size_pretty(pg_current_wal_lsn() - '$lsn0')")
+    line=$("${PSQL[@]}" -v fold="$i" <<'SQL'
+SELECT count(DISTINCT k) AS keys FROM apikey_usage_log, unnest(key_ids) k \gset
+BEGIN;
+SELECT clock_timestamp() AS t0, pg_current_wal_lsn() AS lsn0 \gset
+SELECT apikey_flush() AS taken \gset
+SELECT format('fold %s: %s keys in %s s (WAL %s); HOT updates: apikey_keys %s, apikey_usage %s',
+              :'fold', :'keys',
+              round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz)::numeric, 1),
+              pg_size_pretty(pg_current_wal_lsn() - :'lsn0'::pg_lsn),
+              (SELECT n_tup_hot_upd || '/' || n_tup_upd FROM pg_stat_xact_user_tables
+                WHERE relid = 'apikey_keys'::regclass),
+              (SELECT n_tup_hot_upd || '/' || n_tup_upd FROM pg_stat_xact_user_tables
+                WHERE relid = 'apikey_usage'::regclass));
+COMMIT;
+SQL
+)
     t0=$(date +%s%N)
     "${PSQL[@]}" -c "VACUUM apikey_keys" -c "VACUUM apikey_usage"
-    vac=$(secs_since "$t0")
-    read -r kh1 ku1 <<<"$(hot_updates apikey_keys)"
-    read -r uh1 uu1 <<<"$(hot_updates apikey_usage)"
-    printf 'fold %d: %s keys in %s s (WAL %s), then VACUUM %s s; HOT updates: apikey_keys %s/%s, apikey_usage %s/%s\n' \
-        "$i" "$keys" "$fold" "$wal" "$vac" $((kh1 - kh0)) $((ku1 - ku0)) $((uh1 - uh0)) $((uu1 - uu0))
+    printf '%s; then VACUUM %s s\n' "$line" "$(secs_since "$t0")"
 done
