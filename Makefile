@@ -3,10 +3,9 @@ EXTENSION  = apikey
 MODULE_big = apikey
 OBJS = apikey.o src/token.o src/scope.o src/counters.o src/catalog.o \
        src/verify.o src/keys.o src/usage.o src/flush.o src/worker.o
-# The install and update scripts are assembled from extension/*.sql so that
-# a fresh 2.0 install runs exactly the schema steps of the 1.0 -> 2.0 update:
-# both paths end in the same catalog by construction.
-DATA_built = apikey--1.0.sql apikey--2.0.sql apikey--1.0--2.0.sql apikey--2.0--1.0.sql
+# Released scripts are frozen files: every change to SQL objects is a new
+# version with its own update script.
+DATA = apikey--1.0.sql apikey--2.0.sql apikey--1.0--2.0.sql apikey--2.0--1.0.sql
 DOCS = doc/apikey.md
 
 # pg_regress files (one per concern) and isolation specs, discovered by name.
@@ -25,17 +24,6 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
-
-X = $(srcdir)/extension
-apikey--1.0.sql: $(X)/header.sql $(X)/v1_tables.sql $(X)/v1_shared.sql $(X)/v1_api.sql
-	cat $^ > $@
-apikey--2.0.sql: $(X)/header.sql $(X)/v1_tables.sql $(X)/v1_shared.sql $(X)/v1_api.sql \
-                 $(X)/v2_schema_a.sql $(X)/v2_schema_b.sql
-	cat $^ > $@
-apikey--1.0--2.0.sql: $(X)/header.sql $(X)/v2_schema_a.sql $(X)/v2_data.sql $(X)/v2_schema_b.sql
-	cat $^ > $@
-apikey--2.0--1.0.sql: $(X)/header.sql $(X)/v2_down.sql $(X)/v1_api.sql
-	cat $^ > $@
 
 # Unit tests of the pure C parts (token format, scopes), outside the server.
 UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
