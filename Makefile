@@ -1,11 +1,20 @@
 # apikey — PGXS build.  `make && make install`, then see scripts/test.sh.
 EXTENSION  = apikey
 MODULE_big = apikey
-OBJS = apikey.o src/token.o src/scope.o src/counters.o src/catalog.o \
-       src/verify.o src/keys.o src/usage.o src/flush.o src/worker.o
-# Released scripts are frozen files: every change to SQL objects is a new
-# version with its own update script.
-DATA = apikey--1.0.sql apikey--2.0.sql apikey--1.0--2.0.sql apikey--2.0--1.0.sql
+# Layers point down: pure parts (token, scope, ratewindow); shared-memory
+# owners (area, ratelimit, pending, failures, launcher_state); the SQL-facing
+# parts (catalog, safesql, visibility, verify, flush, usage, definer, keys);
+# the workers; apikey.c.
+OBJS = apikey.o \
+       src/token.o src/scope.o src/ratewindow.o \
+       src/area.o src/ratelimit.o src/pending.o src/failures.o src/launcher_state.o \
+       src/dump.o src/catalog.o src/safesql.o src/visibility.o \
+       src/verify.o src/flush.o src/usage.o src/definer.o src/keys.o src/tenants.o \
+       src/worker.o
+# Released scripts are frozen files (test: sql/released_scripts.sql); every
+# change to SQL objects is a new version with its own update script.
+DATA = apikey--1.0.sql apikey--2.0.sql apikey--1.0--2.0.sql apikey--2.0--1.0.sql \
+       apikey--1.0--1.1.sql apikey--2.0--2.1.sql apikey--1.1--2.1.sql apikey--2.1--1.1.sql
 DOCS = doc/apikey.md
 
 # pg_regress files (one per concern) and isolation specs, discovered by name.
@@ -28,9 +37,10 @@ include $(PGXS)
 # Unit tests of the pure C parts (token format, scopes), outside the server.
 UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
               -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server)
-test/unit/run_unit: test/unit/run_unit.c test/unit/crc_table.c src/token.c src/scope.c src/token.h src/scope.h
+UNIT_SRCS = src/token.c src/scope.c src/ratewindow.c
+test/unit/run_unit: test/unit/run_unit.c test/unit/crc_table.c $(UNIT_SRCS) src/token.h src/scope.h src/ratewindow.h
 	$(CC) $(UNIT_CFLAGS) -DAPIKEY_FRONTEND -o $@ test/unit/run_unit.c test/unit/crc_table.c \
-		src/token.c src/scope.c -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lcrypto -lm
+		$(UNIT_SRCS) -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lcrypto -lm
 
 unittest: test/unit/run_unit
 	test/unit/run_unit

@@ -1,83 +1,109 @@
 /*
  * flush.c
- *		Moves pending counters from shared memory into the tables, in two
- *		steps, and turns failure alerts into NOTIFYs on channel apikey_alerts.
+ *		Moves what shared memory holds into the tables, in two steps, and
+ *		records alerts.
  *
- *		Logging (every apikey.flush_interval): the pending counts are
- *		appended to apikey_usage_log as one row of arrays.  That makes them
- *		durable at a cost that does not depend on how many keys were used.
- *		Folding (every apikey.sweep_interval, and in apikey_flush()): the log
+ *		Logging (every apikey.flush_interval): pending counts are copied out
+ *		of shared memory in chunks of at most APIKEY_LOG_CHUNK keys and each
+ *		chunk is appended to apikey_usage_log as one row of arrays.  That
+ *		makes them durable at a cost that does not depend on how many keys
+ *		were used, and never needs more local memory than a chunk.
+ *		Folding (every apikey.fold_interval, and in apikey_flush()): the log
  *		is added to apikey_keys (usage_count, last_used_at) and the hourly
  *		apikey_usage buckets, one write per key and bucket however many
- *		flushes saw it.  With many distinct keys per flush interval, writing
- *		rows at every flush would cost as much as the verifications did.
+ *		flushes saw it.  Folding is what costs row writes, so it runs rarely
+ *		(the product's freshness decision: the tables may lag by up to five
+ *		minutes; the views that must be exact read the log and memory).
+ *		A key whose row someone holds locked is folded later: its counts go
+ *		back into the log, so one locked row never stops a database's
+ *		persistence.
  *
- *		The counts are taken out of shared memory before they are logged.
- *		Transaction callbacks give them back if the writing transaction (or
- *		the subtransaction that took them) aborts, and forget them once it
- *		commits: a count is written exactly once or stays pending.
+ *		Copying does not remove: counts stay in shared memory, marked as
+ *		held by this backend, until the transaction that logged them
+ *		commits; then they are subtracted (pending.c).  If it aborts (or the
+ *		subtransaction that copied them), they are simply let go.  The held
+ *		keys are registered with the transaction callbacks *before* they are
+ *		marked, so no path can leave a mark behind.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "apikey.h"
-#include "counters.h"
+#include "compat.h"
+#include "failures.h"
+#include "flush.h"
+#include "launcher_state.h"
+#include "pending.h"
+#include "safesql.h"
 
-PG_FUNCTION_INFO_V1(apikey_flush);
+/* Keys per log row: bounds the local memory of a flush (~4 MB). */
+#define APIKEY_LOG_CHUNK		16384
+/* Alerts recorded per call. */
+#define APIKEY_ALERT_CHUNK		1000
 
-/* Slots taken by this backend's open transaction, in TopMemoryContext. */
-typedef struct ApikeyTakenBatch
+/* What this backend's open transaction holds, in TopMemoryContext. */
+typedef struct ApikeyHeld
 {
-	struct ApikeyTakenBatch *next;
+	struct ApikeyHeld *next;
 	SubTransactionId subid;
+	bool		alerts;			/* alerts[] rather than keys[] */
 	int			n;
-	ApikeyTakenSlot slots[FLEXIBLE_ARRAY_MEMBER];
-} ApikeyTakenBatch;
+	ApikeyTakenKey *keys;
+	ApikeyAlert *alerts_buf;
+} ApikeyHeld;
 
-static ApikeyTakenBatch *apikey_taken = NULL;
+static ApikeyHeld *apikey_held = NULL;
 
 static void
-apikey_taken_release(bool give_back, SubTransactionId only_subid)
+apikey_held_release(bool durable, bool all, SubTransactionId subid)
 {
-	ApikeyTakenBatch **link = &apikey_taken;
+	ApikeyHeld **link = &apikey_held;
 
 	while (*link != NULL)
 	{
-		ApikeyTakenBatch *b = *link;
+		ApikeyHeld *h = *link;
 
-		if (only_subid != InvalidSubTransactionId && b->subid != only_subid)
+		if (!all && h->subid != subid)
 		{
-			link = &b->next;
+			link = &h->next;
 			continue;
 		}
-		if (give_back)
-			apikey_counters_give_back(b->slots, b->n);
-		*link = b->next;
-		pfree(b);
+		if (h->alerts)
+			apikey_alerts_settle(h->alerts_buf, h->n, durable);
+		else
+			apikey_pending_settle(h->keys, h->n, durable);
+		*link = h->next;
+		if (h->keys)
+			pfree(h->keys);
+		if (h->alerts_buf)
+			pfree(h->alerts_buf);
+		pfree(h);
 	}
 }
 
 static void
 apikey_xact_callback(XactEvent event, void *arg)
 {
-	if (apikey_taken == NULL)
+	if (apikey_held == NULL)
 		return;
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
 
 			/*
-			 * The counts would have to survive in the prepared transaction
-			 * and come back on ROLLBACK PREPARED; like LISTEN, refuse.
+			 * The held counts would have to survive in the prepared
+			 * transaction; like LISTEN, refuse.
 			 */
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -86,11 +112,12 @@ apikey_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			apikey_taken_release(false, InvalidSubTransactionId);
+			/* the log rows are durable and visible: subtract */
+			apikey_held_release(true, true, InvalidSubTransactionId);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			apikey_taken_release(true, InvalidSubTransactionId);
+			apikey_held_release(false, true, InvalidSubTransactionId);
 			break;
 		default:
 			break;
@@ -101,17 +128,15 @@ static void
 apikey_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
-	ApikeyTakenBatch *b;
-
-	if (apikey_taken == NULL)
+	if (apikey_held == NULL)
 		return;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		apikey_taken_release(true, mySubid);
+		apikey_held_release(false, false, mySubid);
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
-		for (b = apikey_taken; b != NULL; b = b->next)
-			if (b->subid == mySubid)
-				b->subid = parentSubid;
+		for (ApikeyHeld *h = apikey_held; h != NULL; h = h->next)
+			if (h->subid == mySubid)
+				h->subid = parentSubid;
 	}
 }
 
@@ -122,134 +147,227 @@ apikey_flush_xact_init(void)
 	RegisterSubXactCallback(apikey_subxact_callback, NULL);
 }
 
-static ArrayType *
-apikey_int8_array(const ApikeyTakenSlot *s, int n, size_t offset)
+/* Register an empty hold before anything is marked. */
+static ApikeyHeld *
+apikey_hold(bool alerts, int cap)
 {
-	Datum	   *d = palloc(sizeof(Datum) * n);
+	ApikeyHeld *h = MemoryContextAllocZero(TopMemoryContext, sizeof(ApikeyHeld));
 
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(*(const int64 *) ((const char *) &s[i].slot + offset));
-	return construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	h->subid = GetCurrentSubTransactionId();
+	h->alerts = alerts;
+	if (alerts)
+		h->alerts_buf = MemoryContextAllocHuge(TopMemoryContext, cap * sizeof(ApikeyAlert));
+	else
+		h->keys = MemoryContextAllocHuge(TopMemoryContext, cap * sizeof(ApikeyTakenKey));
+	h->next = apikey_held;
+	apikey_held = h;
+	return h;
 }
 
-/*
- * Log this database's pending counters: take them out of shared memory and
- * append them, as one row of parallel arrays, to apikey_usage_log in schema
- * nspid.  One row per flush whatever the number of keys, so that making
- * counts durable costs a few microseconds per key.  Returns the number of
- * (key, hour) buckets taken.
- */
-int64
-apikey_log_pending(Oid nspid)
+static void
+apikey_require_primary(void)
 {
-	ApikeyTakenSlot *slots;
-	ApikeyTakenBatch *batch;
-	int			n;
-	Datum		args[10];
-	Oid			argtypes[10] = {INT4OID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
-		INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-	TIMESTAMPTZARRAYOID};
-	char		nulls[10] = "          ";
-	Datum	   *key_ids;
-	Datum	   *buckets;
-	Datum	   *ms;
-	Datum	   *last_used;
-	bool	   *last_used_null;
-	int			dims[1];
-	int			lbs[1] = {1};
-	int			rc;
-
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot flush apikey counters during recovery"),
 				 errdetail("On a standby the counters stay in this server's shared memory."),
 				 errhint("Flush on the primary; see apikey_stats for this server's counts.")));
+}
 
-	n = apikey_counters_take(MyDatabaseId, &slots);
-	if (n == 0)
-		return 0;
+/* ---- logging ------------------------------------------------------------- */
 
-	/* From here on, an abort gives the counts back. */
-	batch = MemoryContextAlloc(TopMemoryContext,
-							   offsetof(ApikeyTakenBatch, slots) + n * sizeof(ApikeyTakenSlot));
-	batch->subid = GetCurrentSubTransactionId();
-	batch->n = n;
-	memcpy(batch->slots, slots, n * sizeof(ApikeyTakenSlot));
-	batch->next = apikey_taken;
-	apikey_taken = batch;
+/* Parallel arrays of one log row. */
+typedef struct ApikeyLogArrays
+{
+	int			n;
+	Datum	   *key_ids;
+	Datum	   *buckets;
+	Datum	   *requests;
+	Datum	   *denied;
+	Datum	   *responses;
+	Datum	   *response_ms;
+	Datum	   *client_errors;
+	Datum	   *server_errors;
+	Datum	   *last_used;
+	bool	   *last_used_null;
+} ApikeyLogArrays;
 
-	key_ids = palloc(sizeof(Datum) * n);
-	buckets = palloc(sizeof(Datum) * n);
-	ms = palloc(sizeof(Datum) * n);
-	last_used = palloc(sizeof(Datum) * n);
-	last_used_null = palloc(sizeof(bool) * n);
-	for (int i = 0; i < n; i++)
+static void
+apikey_log_arrays_fill(ApikeyLogArrays *a, const ApikeyTakenKey *keys, int nkeys)
+{
+	int			cap = nkeys * APIKEY_PENDING_SLOTS;
+
+	a->n = 0;
+	a->key_ids = palloc(sizeof(Datum) * cap);
+	a->buckets = palloc(sizeof(Datum) * cap);
+	a->requests = palloc(sizeof(Datum) * cap);
+	a->denied = palloc(sizeof(Datum) * cap);
+	a->responses = palloc(sizeof(Datum) * cap);
+	a->response_ms = palloc(sizeof(Datum) * cap);
+	a->client_errors = palloc(sizeof(Datum) * cap);
+	a->server_errors = palloc(sizeof(Datum) * cap);
+	a->last_used = palloc(sizeof(Datum) * cap);
+	a->last_used_null = palloc(sizeof(bool) * cap);
+	for (int k = 0; k < nkeys; k++)
 	{
-		key_ids[i] = CStringGetTextDatum(slots[i].key_id);
-		buckets[i] = TimestampTzGetDatum(slots[i].slot.bucket);
-		ms[i] = Float8GetDatum(slots[i].slot.response_ms);
-		last_used[i] = TimestampTzGetDatum(slots[i].slot.last_used);
-		last_used_null[i] = slots[i].slot.last_used == 0;
-	}
-	dims[0] = n;
-	args[0] = Int32GetDatum(n);
-	args[1] = PointerGetDatum(construct_array(key_ids, n, TEXTOID, -1, false, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(buckets, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, requests)));
-	args[4] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, denied)));
-	args[5] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, responses)));
-	args[6] = PointerGetDatum(construct_array(ms, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[7] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, client_errors)));
-	args[8] = PointerGetDatum(apikey_int8_array(slots, n, offsetof(ApikeyUsageSlot, server_errors)));
-	args[9] = PointerGetDatum(construct_md_array(last_used, last_used_null, 1, dims, lbs,
-												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		Datum		key_id = CStringGetTextDatum(keys[k].key.key_id);
 
+		for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+		{
+			const ApikeyUsageSlot *slot = &keys[k].slot[s];
+			int			i = a->n;
+
+			if (slot->bucket == 0)
+				continue;
+			a->key_ids[i] = key_id;
+			a->buckets[i] = TimestampTzGetDatum(slot->bucket);
+			a->requests[i] = Int64GetDatum(slot->requests);
+			a->denied[i] = Int64GetDatum(slot->denied);
+			a->responses[i] = Int64GetDatum(slot->responses);
+			a->response_ms[i] = Float8GetDatum(slot->response_ms);
+			a->client_errors[i] = Int64GetDatum(slot->client_errors);
+			a->server_errors[i] = Int64GetDatum(slot->server_errors);
+			a->last_used[i] = TimestampTzGetDatum(slot->last_used);
+			a->last_used_null[i] = slot->last_used == 0;
+			a->n++;
+		}
+	}
+}
+
+static Datum
+apikey_array(Datum *d, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(d, n, elemtype, typlen, typbyval, typalign));
+}
+
+/* Append one row to the usage log of schema nspid. */
+static void
+apikey_log_insert(Oid nspid, const ApikeyLogArrays *a)
+{
+	Datum		args[10];
+	Oid			types[10] = {INT4OID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+	TIMESTAMPTZARRAYOID};
+	int			dims[1] = {a->n};
+	int			lbs[1] = {1};
+	int			nestlevel;
+
+	args[0] = Int32GetDatum(a->n);
+	args[1] = apikey_array(a->key_ids, a->n, TEXTOID);
+	args[2] = apikey_array(a->buckets, a->n, TIMESTAMPTZOID);
+	args[3] = apikey_array(a->requests, a->n, INT8OID);
+	args[4] = apikey_array(a->denied, a->n, INT8OID);
+	args[5] = apikey_array(a->responses, a->n, INT8OID);
+	args[6] = apikey_array(a->response_ms, a->n, FLOAT8OID);
+	args[7] = apikey_array(a->client_errors, a->n, INT8OID);
+	args[8] = apikey_array(a->server_errors, a->n, INT8OID);
+	args[9] = PointerGetDatum(construct_md_array(a->last_used, a->last_used_null, 1, dims, lbs,
+												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	SPI_connect();
-	rc = SPI_execute_with_args(psprintf("INSERT INTO %s.apikey_usage_log"
-										" (entries, key_ids, buckets, requests, denied, responses,"
-										"  response_ms, client_errors, server_errors, last_used)"
-										" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-										quote_identifier(get_namespace_name(nspid))),
-							   10, argtypes, args, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "apikey flush failed: %s", SPI_result_code_string(rc));
+	nestlevel = apikey_safesql_begin();
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s"
+									   " (entries, key_ids, buckets, requests, denied, responses,"
+									   "  response_ms, client_errors, server_errors, last_used)"
+									   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+									   apikey_qualified(nspid, "apikey_usage_log")),
+							  10, types, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "apikey flush: could not append to the usage log");
+	apikey_safesql_end(nestlevel);
 	SPI_finish();
-	return n;
 }
 
 /*
- * Fold apikey_usage_log into apikey_keys (usage_count, last_used_at) and
- * the hourly apikey_usage buckets, in one statement: each key's row and each
- * (key, hour) bucket is written once however many flushes it appears in.
- * Keys are written in key order, so that consecutive probes share index
- * pages.  Counts of a key that no longer exists are dropped.  Concurrent
- * folds cannot count a log row twice: the DELETE makes the second one wait,
- * then skip it.  Returns the number of log rows folded.
+ * Copy up to APIKEY_LOG_CHUNK keys' pending counts of this database and
+ * append them to the usage log of schema nspid; returns the number of keys.
+ * *more: call again (in this transaction, or a new one) for the rest.  The
+ * counts leave shared memory when the caller's transaction commits.
+ */
+int64
+apikey_log_chunk(Oid nspid, bool *more)
+{
+	ApikeyHeld *h;
+	ApikeyLogArrays a;
+
+	apikey_require_primary();
+	h = apikey_hold(false, APIKEY_LOG_CHUNK);
+	apikey_pending_take(MyDatabaseId, h->keys, APIKEY_LOG_CHUNK, &h->n,
+						GetCurrentTimestamp(), more);
+	if (h->n == 0)
+		return 0;
+	apikey_log_arrays_fill(&a, h->keys, h->n);
+	if (a.n > 0)
+		apikey_log_insert(nspid, &a);
+	return h->n;
+}
+
+/*
+ * Log all of this database's pending counts in the current transaction;
+ * returns the number of keys.  Takes the database off the launcher's list
+ * first, so that anything counted after it looked is listed again.
+ */
+int64
+apikey_log_pending(Oid nspid)
+{
+	int64		total = 0;
+	bool		more = true;
+
+	apikey_launcher_mark_clean(MyDatabaseId);
+	while (more)
+	{
+		int64		n = apikey_log_chunk(nspid, &more);
+
+		total += n;
+		CHECK_FOR_INTERRUPTS();
+		/* what another flush holds is logged by it, or listed again */
+		if (n == 0)
+			break;
+	}
+	if (more)
+		apikey_launcher_note_pending(MyDatabaseId);
+	return total;
+}
+
+/* ---- folding ------------------------------------------------------------- */
+
+/*
+ * Fold the usage log of schema nspid into apikey_keys (usage_count,
+ * last_used_at) and the hourly apikey_usage buckets, in one statement: each
+ * key's row and each (key, hour) bucket is written once however many log
+ * rows it appears in, in key order so that consecutive probes share index
+ * pages.  Counts of keys that no longer exist are dropped.  Keys whose row
+ * is locked by someone else are skipped and their counts written back to
+ * the log for the next fold.  Concurrent folds never count a log row twice:
+ * the DELETE makes the second wait, then skip it.  Returns the number of
+ * log rows folded.
  */
 int64
 apikey_fold_usage_log(Oid nspid)
 {
-	const char *nsp = quote_identifier(get_namespace_name(nspid));
+	const char *log = apikey_qualified(nspid, "apikey_usage_log");
+	const char *keys = apikey_qualified(nspid, "apikey_keys");
+	const char *usage = apikey_qualified(nspid, "apikey_usage");
 	char	   *sql;
-	int			rc;
 	int64		folded;
+	int			nestlevel;
+	bool		isnull;
 
-	/*
-	 * The keys the UPDATE returns are known to exist; only keys with nothing
-	 * but denials need a lookup (no scan of the whole table per fold).  The
-	 * UPDATE sets only usage columns, which the audit trigger ignores.
-	 */
+	apikey_require_primary();
 	sql = psprintf("WITH j AS ("
-				   " DELETE FROM %s.apikey_usage_log RETURNING *"
+				   " DELETE FROM %s RETURNING *"
 				   "), d AS ("
 				   " SELECT x.key_id, x.bucket,"
-				   "        pg_catalog.sum(x.requests)::bigint AS requests,"
-				   "        pg_catalog.sum(x.denied)::bigint AS denied,"
-				   "        pg_catalog.sum(x.responses)::bigint AS responses,"
+				   "        pg_catalog.sum(x.requests)::pg_catalog.int8 AS requests,"
+				   "        pg_catalog.sum(x.denied)::pg_catalog.int8 AS denied,"
+				   "        pg_catalog.sum(x.responses)::pg_catalog.int8 AS responses,"
 				   "        pg_catalog.sum(x.response_ms) AS response_ms,"
-				   "        pg_catalog.sum(x.client_errors)::bigint AS client_errors,"
-				   "        pg_catalog.sum(x.server_errors)::bigint AS server_errors,"
+				   "        pg_catalog.sum(x.client_errors)::pg_catalog.int8 AS client_errors,"
+				   "        pg_catalog.sum(x.server_errors)::pg_catalog.int8 AS server_errors,"
 				   "        pg_catalog.max(x.last_used) AS last_used"
 				   "   FROM j, ROWS FROM (pg_catalog.unnest(j.key_ids), pg_catalog.unnest(j.buckets),"
 				   "        pg_catalog.unnest(j.requests), pg_catalog.unnest(j.denied),"
@@ -260,29 +378,33 @@ apikey_fold_usage_log(Oid nspid)
 				   "          client_errors, server_errors, last_used)"
 				   "  GROUP BY x.key_id, x.bucket"
 				   "), s AS ("
-				   " SELECT key_id, pg_catalog.sum(requests)::bigint AS requests,"
-				   "        pg_catalog.max(last_used) AS last_used"
-				   "   FROM d GROUP BY key_id ORDER BY key_id"
+				   " SELECT d.key_id, pg_catalog.sum(d.requests)::pg_catalog.int8 AS requests,"
+				   "        pg_catalog.max(d.last_used) AS last_used"
+				   "   FROM d GROUP BY d.key_id"
+				   "), lk AS ("	/* rows we may write now; locked ones wait */
+				   " SELECT k.key_id FROM %s k"
+				   "  WHERE k.key_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				   "        SELECT s.key_id FROM s WHERE s.requests OPERATOR(pg_catalog.>) 0))"
+				   "  ORDER BY k.key_id FOR UPDATE SKIP LOCKED"
 				   "), k AS ("
-				   " UPDATE %s.apikey_keys k"
+				   " UPDATE %s k"
 				   "    SET usage_count = k.usage_count OPERATOR(pg_catalog.+) s.requests,"
 				   "        last_used_at = GREATEST(k.last_used_at, s.last_used)"
-				   "   FROM s WHERE k.key_id OPERATOR(pg_catalog.=) s.key_id"
-				   "    AND s.requests OPERATOR(pg_catalog.>) 0"
+				   "   FROM s JOIN lk ON lk.key_id OPERATOR(pg_catalog.=) s.key_id"
+				   "  WHERE k.key_id OPERATOR(pg_catalog.=) s.key_id"
 				   "  RETURNING k.key_id"
 				   "), live AS ("
-				   " SELECT key_id FROM k"
+				   " SELECT k.key_id FROM k"
 				   " UNION ALL"
 				   " SELECT s.key_id FROM s WHERE s.requests OPERATOR(pg_catalog.=) 0"
-				   "    AND EXISTS (SELECT FROM %s.apikey_keys x"
-				   "                 WHERE x.key_id OPERATOR(pg_catalog.=) s.key_id)"
+				   "    AND EXISTS (SELECT FROM %s x WHERE x.key_id OPERATOR(pg_catalog.=) s.key_id)"
 				   "), u AS ("
-				   " INSERT INTO %s.apikey_usage AS u"
+				   " INSERT INTO %s AS u"
 				   "  (key_id, bucket, requests, denied, responses, response_ms,"
 				   "   client_errors, server_errors)"
-				   " SELECT d.key_id, bucket, requests, denied, responses, response_ms,"
-				   "        client_errors, server_errors FROM d"
-				   "  JOIN live ON live.key_id OPERATOR(pg_catalog.=) d.key_id"
+				   " SELECT d.key_id, d.bucket, d.requests, d.denied, d.responses, d.response_ms,"
+				   "        d.client_errors, d.server_errors"
+				   "   FROM d JOIN live ON live.key_id OPERATOR(pg_catalog.=) d.key_id"
 				   "  ORDER BY d.key_id, d.bucket"
 				   " ON CONFLICT (key_id, bucket) DO UPDATE SET"
 				   "  requests = u.requests OPERATOR(pg_catalog.+) excluded.requests,"
@@ -291,36 +413,47 @@ apikey_fold_usage_log(Oid nspid)
 				   "  response_ms = u.response_ms OPERATOR(pg_catalog.+) excluded.response_ms,"
 				   "  client_errors = u.client_errors OPERATOR(pg_catalog.+) excluded.client_errors,"
 				   "  server_errors = u.server_errors OPERATOR(pg_catalog.+) excluded.server_errors"
+				   "), later AS ("	/* locked rows: back into the log */
+				   " SELECT d.* FROM d JOIN s ON s.key_id OPERATOR(pg_catalog.=) d.key_id"
+				   "  WHERE s.requests OPERATOR(pg_catalog.>) 0"
+				   "    AND NOT EXISTS (SELECT FROM lk WHERE lk.key_id OPERATOR(pg_catalog.=) d.key_id)"
+				   "    AND EXISTS (SELECT FROM %s x WHERE x.key_id OPERATOR(pg_catalog.=) d.key_id)"
+				   "), relog AS ("
+				   " INSERT INTO %s (entries, key_ids, buckets, requests, denied, responses,"
+				   "                 response_ms, client_errors, server_errors, last_used)"
+				   " SELECT pg_catalog.count(*), pg_catalog.array_agg(l.key_id), pg_catalog.array_agg(l.bucket),"
+				   "        pg_catalog.array_agg(l.requests), pg_catalog.array_agg(l.denied),"
+				   "        pg_catalog.array_agg(l.responses), pg_catalog.array_agg(l.response_ms),"
+				   "        pg_catalog.array_agg(l.client_errors), pg_catalog.array_agg(l.server_errors),"
+				   "        pg_catalog.array_agg(l.last_used)"
+				   "   FROM later l HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0"
 				   ")"
 				   " SELECT pg_catalog.count(*) FROM j",
-				   nsp, nsp, nsp, nsp);
+				   log, keys, keys, keys, usage, keys, log);
 
 	SPI_connect();
-	rc = SPI_execute(sql, false, 0);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "apikey fold failed: %s", SPI_result_code_string(rc));
-	{
-		bool		isnull;
-
-		folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 1, &isnull));
-	}
+	nestlevel = apikey_safesql_begin();
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "apikey fold failed");
+	folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	apikey_safesql_end(nestlevel);
 	SPI_finish();
 	return folded;
 }
 
 /*
- * Entries logged and not yet folded, to bound the log when the sweep (which
- * folds it) runs rarely.
+ * Entries logged and not yet folded, to bound the log when folds are rare.
  */
 int64
 apikey_usage_log_entries(Oid nspid)
 {
 	int64		entries = 0;
+	int			nestlevel;
 
 	SPI_connect();
-	if (SPI_execute(psprintf("SELECT pg_catalog.sum(entries)::bigint FROM %s.apikey_usage_log",
-							 quote_identifier(get_namespace_name(nspid))),
+	nestlevel = apikey_safesql_begin();
+	if (SPI_execute(psprintf("SELECT pg_catalog.sum(l.entries)::pg_catalog.int8 FROM %s l",
+							 apikey_qualified(nspid, "apikey_usage_log")),
 					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		bool		isnull;
@@ -328,58 +461,68 @@ apikey_usage_log_entries(Oid nspid)
 
 		entries = isnull ? 0 : DatumGetInt64(d);
 	}
+	apikey_safesql_end(nestlevel);
 	SPI_finish();
 	return entries;
 }
 
-/*
- * Send one NOTIFY on apikey_alerts per client address that passed
- * apikey.alert_failures in a minute.  Delivered when the caller commits.
- */
-int64
-apikey_send_alerts(void)
+/* ---- alerts -------------------------------------------------------------- */
+
+static char *
+apikey_alert_json(const ApikeyAlert *a)
 {
-	ApikeyAlert *alerts;
-	int			n = apikey_counters_take_alerts(MyDatabaseId, &alerts);
+	char	   *addr = DatumGetCString(DirectFunctionCall1(inet_out,
+														   InetPGetDatum(apikey_client_inet(&a->client))));
 
-	if (n == 0)
-		return 0;
-	SPI_connect();
-	for (int i = 0; i < n; i++)
-	{
-		char	   *addr = DatumGetCString(DirectFunctionCall1(inet_out,
-															   InetPGetDatum(&alerts[i].addr)));
-		char	   *payload = psprintf("{\"event\": \"failed_verifications\", \"client_ip\": \"%s\", "
-									   "\"failures\": %d, \"minute\": \"%s\", \"threshold\": %d}",
-									   addr, alerts[i].failures,
-									   timestamptz_to_str(alerts[i].minute),
-									   apikey_alert_failures);
-		Datum		arg = CStringGetTextDatum(payload);
-		Oid			argtype = TEXTOID;
-
-		SPI_execute_with_args("SELECT pg_catalog.pg_notify('apikey_alerts', $1)",
-							  1, &argtype, &arg, NULL, false, 0);
-	}
-	SPI_finish();
-	return n;
+	return psprintf("{\"event\": \"failed_verifications\", \"client_ip\": \"%s\", "
+					"\"failures\": %d, \"minute\": \"%s\", \"threshold\": %d}",
+					addr, a->failures, timestamptz_to_str(a->minute),
+					apikey_alert_failures);
 }
 
 /*
- * apikey_flush() returns bigint: write pending counters into the tables now,
- * with whatever the workers have logged; returns the buckets it took from
- * shared memory.
+ * Record up to APIKEY_ALERT_CHUNK of this database's pending alerts:
+ * from 1.1 and 2.1 on as rows of apikey_alerts (readable only by roles
+ * granted it), with a NOTIFY on apikey_alerts that carries only the
+ * alert's id and kind; in 1.0 and 2.0, which have no such table, as the
+ * NOTIFY with the whole payload that those versions documented.  Delivered
+ * when the caller commits.  Returns how many.
  */
-Datum
-apikey_flush(PG_FUNCTION_ARGS)
+int64
+apikey_record_alerts(Oid nspid, bool *more)
 {
-	Oid			nspid = get_func_namespace(fcinfo->flinfo->fn_oid);
-	int64		n = 0;
+	ApikeyHeld *h;
+	bool		table = apikey_relation_exists(nspid, "apikey_alerts");
+	const char *alerts_rel = table ? apikey_qualified(nspid, "apikey_alerts") : NULL;
+	int			nestlevel;
 
-	/* Without the preloaded library nothing can be pending, but a log can. */
-	if (apikey_counters_ready())
-		n = apikey_log_pending(nspid);
-	apikey_fold_usage_log(nspid);
-	if (apikey_counters_ready())
-		apikey_send_alerts();
-	PG_RETURN_INT64(n);
+	apikey_require_primary();
+	h = apikey_hold(true, APIKEY_ALERT_CHUNK);
+	apikey_alerts_take(MyDatabaseId, h->alerts_buf, APIKEY_ALERT_CHUNK, &h->n, more);
+	if (h->n == 0)
+		return 0;
+
+	SPI_connect();
+	nestlevel = apikey_safesql_begin();
+	for (int i = 0; i < h->n; i++)
+	{
+		Datum		arg = CStringGetTextDatum(apikey_alert_json(&h->alerts_buf[i]));
+		Oid			argtype = TEXTOID;
+		char	   *sql;
+
+		if (table)
+			sql = psprintf("WITH a AS (INSERT INTO %s (kind, details)"
+						   "           VALUES ('failed_verifications', $1::pg_catalog.jsonb)"
+						   "           RETURNING alert_id, kind)"
+						   " SELECT pg_catalog.pg_notify('apikey_alerts',"
+						   "        pg_catalog.json_build_object('alert_id', a.alert_id, 'kind', a.kind)::pg_catalog.text)"
+						   "   FROM a", alerts_rel);
+		else
+			sql = "SELECT pg_catalog.pg_notify('apikey_alerts', $1)";
+		if (SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "apikey could not record an alert");
+	}
+	apikey_safesql_end(nestlevel);
+	SPI_finish();
+	return h->n;
 }

@@ -14,12 +14,14 @@
 #include "postgres.h"
 
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
 #include "apikey.h"
+#include "keys.h"
 #include "scope.h"
 #include "token.h"
 
@@ -31,6 +33,21 @@ PG_FUNCTION_INFO_V1(apikey_scopes_from_json);
 PG_FUNCTION_INFO_V1(apikey_actor);
 PG_FUNCTION_INFO_V1(apikey_token_hash);
 
+/* How much of an invalid value an error message shows. */
+#define APIKEY_ECHO_MAX		64
+
+/*
+ * The start of an invalid value, for an error message: a megabyte of
+ * garbage is not echoed into the log and back to the client.
+ */
+char *
+apikey_echo(const char *s, size_t len)
+{
+	if (len <= APIKEY_ECHO_MAX)
+		return pnstrdup(s, len);
+	return psprintf("%s...", pnstrdup(s, pg_mbcliplen(s, len, APIKEY_ECHO_MAX)));
+}
+
 static void
 apikey_check_environment(text *env)
 {
@@ -38,7 +55,7 @@ apikey_check_environment(text *env)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid environment \"%s\"",
-						VARSIZE_ANY_EXHDR(env) > 64 ? "(too long)" : text_to_cstring(env)),
+						apikey_echo(VARDATA_ANY(env), VARSIZE_ANY_EXHDR(env))),
 				 errdetail("An environment is a lowercase letter followed by up to 15 lowercase letters or digits."),
 				 errhint("Use a name like live, test or staging.")));
 }
@@ -52,13 +69,16 @@ apikey_check_scope_text(text *t, int position)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid scope \"%s\" at position %d",
-						VARSIZE_ANY_EXHDR(t) > APIKEY_MAX_SCOPE_LEN ? "(too long)" : text_to_cstring(t),
-						position),
+						apikey_echo(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)), position),
 				 errdetail("A scope is resource:action, each side [a-z0-9_.-]+ or *, or a bare *."),
 				 errhint("Write scopes like documents:read or documents:*.")));
 }
 
-/* Raises unless every element of a scopes array is a valid scope. */
+/*
+ * Raises unless every element of a scopes array is a valid scope, and there
+ * are at most APIKEY_MAX_SCOPES of them (which bounds what a verification
+ * of the key can cost).
+ */
 static void
 apikey_check_scopes(ArrayType *arr)
 {
@@ -70,9 +90,17 @@ apikey_check_scopes(ArrayType *arr)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("scopes must be a one-dimensional array")));
+	n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+	if (n > APIKEY_MAX_SCOPES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many scopes (%d)", n),
+				 errdetail("A key may hold at most %d scopes.", APIKEY_MAX_SCOPES),
+				 errhint("Use wildcards such as documents:* instead of listing every action.")));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -198,6 +226,7 @@ apikey_scope_matches(PG_FUNCTION_ARGS)
 		text	   *t = DatumGetTextPP(elems[i]);
 		ApikeyScope g;
 
+		CHECK_FOR_INTERRUPTS();
 		apikey_scope_parse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &g);
 		if (apikey_scope_covers(&g, &req))
 			PG_RETURN_BOOL(true);
@@ -243,11 +272,13 @@ apikey_scopes_from_json(PG_FUNCTION_ARGS)
 	count = JB_ROOT_COUNT(jb);
 	for (int i = 0; i < count; i++)
 	{
-		JsonbValue *item = getIthJsonbValueFromContainer(&jb->root, i);
+		JsonbValue *item;
 		JsonbValue *actions;
 		char	   *resource;
 		JsonbValue	key;
 
+		CHECK_FOR_INTERRUPTS();
+		item = getIthJsonbValueFromContainer(&jb->root, i);
 		if (item == NULL || item->type != jbvBinary ||
 			!JsonContainerIsObject(item->val.binary.data))
 			apikey_json_error("each element must be an object", i + 1);
@@ -268,10 +299,13 @@ apikey_scopes_from_json(PG_FUNCTION_ARGS)
 
 		for (int j = 0; j < (int) JsonContainerSize(actions->val.binary.data); j++)
 		{
-			char	   *action = apikey_json_string(getIthJsonbValueFromContainer(actions->val.binary.data, j),
-													"\"actions\" must be a non-empty array of strings", i + 1);
-			text	   *scope = cstring_to_text(psprintf("%s:%s", resource, action));
+			char	   *action;
+			text	   *scope;
 
+			CHECK_FOR_INTERRUPTS();
+			action = apikey_json_string(getIthJsonbValueFromContainer(actions->val.binary.data, j),
+										"\"actions\" must be a non-empty array of strings", i + 1);
+			scope = cstring_to_text(psprintf("%s:%s", resource, action));
 			apikey_check_scope_text(scope, i + 1);
 			astate = accumArrayResult(astate, PointerGetDatum(scope), false,
 									  TEXTOID, CurrentMemoryContext);

@@ -77,3 +77,61 @@ apikey_scope_covers(const ApikeyScope *granted, const ApikeyScope *required)
 		apikey_scope_part_covers(granted->action, granted->action_len,
 								 required->action, required->action_len);
 }
+
+/* Order of resource, then action, bytewise; shorter first on a tie. */
+static int
+apikey_part_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	int			c = memcmp(a, b, Min(alen, blen));
+
+	if (c != 0)
+		return c;
+	return (alen > blen) - (alen < blen);
+}
+
+static int
+apikey_scope_cmp(const void *pa, const void *pb)
+{
+	const ApikeyScope *a = pa;
+	const ApikeyScope *b = pb;
+	int			c = apikey_part_cmp(a->resource, a->resource_len, b->resource, b->resource_len);
+
+	if (c != 0)
+		return c;
+	return apikey_part_cmp(a->action, a->action_len, b->action, b->action_len);
+}
+
+void
+apikey_scope_set_sort(ApikeyScope *granted, size_t n)
+{
+	if (n > 1)
+		qsort(granted, n, sizeof(ApikeyScope), apikey_scope_cmp);
+}
+
+static bool
+apikey_scope_set_has(const ApikeyScope *sorted, size_t n, const char *res,
+					 size_t res_len, const char *act, size_t act_len)
+{
+	ApikeyScope key;
+
+	key.resource = res;
+	key.resource_len = res_len;
+	key.action = act;
+	key.action_len = act_len;
+	return bsearch(&key, sorted, n, sizeof(ApikeyScope), apikey_scope_cmp) != NULL;
+}
+
+/*
+ * Does some scope of the sorted set cover required?  The grants that can:
+ * exactly it, its resource with "*", "*" with its action, and "*:*".
+ */
+bool
+apikey_scope_set_covers(const ApikeyScope *sorted, size_t n,
+						const ApikeyScope *required)
+{
+	return apikey_scope_set_has(sorted, n, required->resource, required->resource_len,
+								required->action, required->action_len) ||
+		apikey_scope_set_has(sorted, n, required->resource, required->resource_len, "*", 1) ||
+		apikey_scope_set_has(sorted, n, "*", 1, required->action, required->action_len) ||
+		apikey_scope_set_has(sorted, n, "*", 1, "*", 1);
+}

@@ -4,36 +4,43 @@
  *
  *		One index probe, no planning, no table writes.  The token's shape and
  *		checksum are judged before any table is touched; the key row is
- *		found by a direct scan of the unique index on hash, under the latest
- *		snapshot so that a revoke is in force the moment it commits, even for
- *		callers inside a long REPEATABLE READ transaction.  Usage and rate
- *		limits are counted in shared memory (counters.c).
+ *		found by a direct scan of the unique index on hash (catalog.c), under
+ *		the latest snapshot, so that a revoke is in force the moment it
+ *		commits.  Usage and rate limits are counted in shared memory
+ *		(pending.c, ratelimit.c), failures per client address in failures.c.
+ *
+ *		Work is bounded however large the input: required scopes and a key's
+ *		scopes are capped (APIKEY_MAX_SCOPES) and matched by sorting, not
+ *		pairwise, and every loop over caller-sized input checks for
+ *		interrupts, so cancel and statement_timeout always work.
  *
  *		Versioned entry points, as pg_stat_statements does, so that the SQL
  *		of every installed version keeps working against this library.
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 #include "access/detoast.h"
-#include "access/genam.h"
-#include "access/relscan.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "executor/tuptable.h"
+#include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
-#include "utils/fmgroids.h"
+#include "utils/inet.h"
 #include "utils/lsyscache.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
 #include "apikey.h"
+#include "area.h"
 #include "catalog.h"
-#include "counters.h"
+#include "compat.h"
+#include "failures.h"
+#include "keys.h"
+#include "launcher_state.h"
+#include "pending.h"
+#include "ratelimit.h"
 #include "scope.h"
 #include "token.h"
 
@@ -42,22 +49,15 @@ PG_FUNCTION_INFO_V1(apikey_verify_2_0);
 
 /* A raw argument larger than this cannot hold a token, blanks included. */
 #define APIKEY_MAX_RAW_ARG	1024
+/* Below this many pairs, comparing every pair beats sorting. */
+#define APIKEY_PAIRWISE_MAX	64
 
-/* What one verification found; datums live in the caller's context. */
+/* What one verification found. */
 typedef struct ApikeyVerifyResult
 {
 	ApikeyCode	code;
 	bool		key_known;
-	Datum		key_id;
-	Datum		owner_id;		/* org_id in 2.0, user_id in 1.0 */
-	Datum		name;
-	Datum		scopes;
-	Datum		environment;
-	Datum		metadata;
-	Datum		expires_at;
-	bool		expires_null;
-	bool		rate_limit_null;
-	int32		rate_limit;
+	ApikeyKeyRow row;
 	ApikeyRateState rate;
 } ApikeyVerifyResult;
 
@@ -77,29 +77,32 @@ apikey_parse_required(ArrayType *arr, ApikeyRequired *req)
 
 	req->n = 0;
 	req->scopes = NULL;
-	if (arr == NULL)
-		return;
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("required scopes must be a one-dimensional array")));
+	if (ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)) > APIKEY_MAX_SCOPES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many required scopes (%d)", ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr))),
+				 errdetail("A verification may require at most %d scopes.", APIKEY_MAX_SCOPES)));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	req->scopes = palloc(sizeof(ApikeyScope) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		text	   *t;
 
+		CHECK_FOR_INTERRUPTS();
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("required scope %d is null", i + 1),
 					 errhint("Scopes are written resource:action, e.g. documents:read.")));
 		t = DatumGetTextPP(elems[i]);
-		if (!apikey_scope_parse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
-								&req->scopes[req->n]))
+		if (!apikey_scope_parse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &req->scopes[req->n]))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid scope \"%s\"", text_to_cstring(t)),
+					 errmsg("invalid scope \"%s\"", apikey_echo(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t))),
 					 errdetail("A scope is resource:action, each side [a-z0-9_.-]+ or *, or a bare *."),
 					 errhint("Write scopes like documents:read or documents:*.")));
 		req->n++;
@@ -108,44 +111,80 @@ apikey_parse_required(ArrayType *arr, ApikeyRequired *req)
 
 /* Does the key's scopes array grant every required scope? Empty = all. */
 static bool
-apikey_scopes_grant(Datum granted_datum, const ApikeyRequired *req)
+apikey_scopes_grant(ArrayType *granted_arr, const ApikeyRequired *req)
 {
-	ArrayType  *granted = DatumGetArrayTypeP(granted_datum);
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
+	ApikeyScope *granted;
+	int			ng = 0;
 
 	if (req->n == 0)
 		return true;
-	deconstruct_array(granted, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	deconstruct_array(granted_arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	if (n == 0)
 		return true;
+	granted = palloc(sizeof(ApikeyScope) * n);
+	for (int g = 0; g < n; g++)
+	{
+		text	   *t;
+
+		CHECK_FOR_INTERRUPTS();
+		if (nulls[g])
+			continue;
+		t = DatumGetTextPP(elems[g]);
+		if (apikey_scope_parse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &granted[ng]))
+			ng++;
+	}
+	if ((int64) ng * req->n > APIKEY_PAIRWISE_MAX)
+	{
+		apikey_scope_set_sort(granted, ng);
+		for (int r = 0; r < req->n; r++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (!apikey_scope_set_covers(granted, ng, &req->scopes[r]))
+				return false;
+		}
+		return true;
+	}
 	for (int r = 0; r < req->n; r++)
 	{
 		bool		covered = false;
 
-		for (int g = 0; g < n && !covered; g++)
-		{
-			ApikeyScope gs;
-			text	   *t;
-
-			if (nulls[g])
-				continue;
-			t = DatumGetTextPP(elems[g]);
-			if (apikey_scope_parse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &gs))
-				covered = apikey_scope_covers(&gs, &req->scopes[r]);
-		}
+		for (int g = 0; g < ng && !covered; g++)
+			covered = apikey_scope_covers(&granted[g], &req->scopes[r]);
 		if (!covered)
 			return false;
 	}
 	return true;
 }
 
+/*
+ * A client address ::ffff:a.b.c.d (an IPv4 client of a dual-stack listener,
+ * as Node and most application servers report it) is a.b.c.d: allowlists
+ * and failure counts treat it so.
+ */
+static inet *
+apikey_normalize_client(inet *addr)
+{
+	static const uint8 mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	inet	   *v4;
+
+	if (addr == NULL || ip_family(addr) != PGSQL_AF_INET6 ||
+		memcmp(ip_addr(addr), mapped, sizeof(mapped)) != 0 || ip_bits(addr) < 96)
+		return addr;
+	v4 = palloc0(sizeof(inet));
+	ip_family(v4) = PGSQL_AF_INET;
+	ip_bits(v4) = ip_bits(addr) - 96;
+	memcpy(ip_addr(v4), ip_addr(addr) + 12, 4);
+	SET_VARSIZE(v4, VARHDRSZ + offsetof(inet_struct, ipaddr) + 4);
+	return v4;
+}
+
 /* Is client_ip inside one of the key's allowed networks? */
 static bool
-apikey_ip_allowed(Datum allowed_datum, inet *client_ip)
+apikey_ip_allowed(ArrayType *allowed, inet *client_ip)
 {
-	ArrayType  *allowed = DatumGetArrayTypeP(allowed_datum);
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
@@ -157,6 +196,7 @@ apikey_ip_allowed(Datum allowed_datum, inet *client_ip)
 		return false;
 	for (int i = 0; i < n; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (!nulls[i] &&
 			DatumGetBool(DirectFunctionCall2(network_supeq, elems[i],
 											 InetPGetDatum(client_ip))))
@@ -165,94 +205,26 @@ apikey_ip_allowed(Datum allowed_datum, inet *client_ip)
 	return false;
 }
 
-static int64
-apikey_interval_usec(Datum d)
-{
-	Interval   *iv = DatumGetIntervalP(d);
-
-	return iv->time + iv->day * USECS_PER_DAY +
-		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-}
-
 /*
- * Find the row whose hash column equals hash, copy what the checks need.
- * Returns false when there is none.
- */
-static bool
-apikey_lookup(const ApikeyKeysLayout *l, const uint8 *hash,
-			  Datum *values, bool *isnull)
-{
-	Relation	rel;
-	Relation	idx;
-	Snapshot	snapshot;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	ScanKeyData skey;
-	bytea	   *key = palloc(VARHDRSZ + APIKEY_HASH_LEN);
-	bool		found;
-
-	SET_VARSIZE(key, VARHDRSZ + APIKEY_HASH_LEN);
-	memcpy(VARDATA(key), hash, APIKEY_HASH_LEN);
-
-	rel = table_open(l->relid, AccessShareLock);
-	idx = index_open(l->hash_index, AccessShareLock);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	slot = table_slot_create(rel, NULL);
-	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(key));
-	scan = index_beginscan(rel, idx, snapshot, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
-	{
-		TupleDesc	desc = RelationGetDescr(rel);
-
-		slot_getallattrs(slot);
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			isnull[i] = slot->tts_isnull[i];
-			values[i] = isnull[i] || att->attisdropped ? (Datum) 0 :
-				datumCopy(slot->tts_values[i], att->attbyval, att->attlen);
-			if (att->attisdropped)
-				isnull[i] = true;
-		}
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snapshot);
-	index_close(idx, NoLock);
-	table_close(rel, NoLock);
-	return found;
-}
-
-#define COL(att) ((att) - 1)
-
-/*
- * The whole verification.  token may be NULL; required NULL for 1.0.
+ * The whole verification.  token_datum may be null; required is NULL for
+ * 1.x; client_ip is already normalized.
  */
 static void
-apikey_verify_internal(FunctionCallInfo fcinfo, Datum token_datum,
-					   bool token_null, const ApikeyRequired *required,
-					   inet *client_ip, ApikeyVerifyResult *res)
+apikey_verify_internal(Oid nspid, Datum token_datum, bool token_null,
+					   const ApikeyRequired *required, inet *client_ip,
+					   ApikeyVerifyResult *res)
 {
-	const ApikeyKeysLayout *l;
 	text	   *token;
 	const char *tok;
 	size_t		toklen;
 	uint8		hash[APIKEY_HASH_LEN];
 	const char *err;
-	Datum	   *values;
-	bool	   *isnull;
 	TimestampTz now = GetCurrentTimestamp();
-	bool		expired;
-	bool		revoked;
-	int64		window_usec;
+	ApikeyKeyRow *row = &res->row;
+	char	   *key_id;
 
 	memset(res, 0, sizeof(*res));
 	res->code = APIKEY_MALFORMED;
-	res->expires_null = true;
-	res->rate_limit_null = true;
 
 	/* Shape and checksum first: garbage never reaches a table. */
 	if (token_null ||
@@ -265,91 +237,64 @@ apikey_verify_internal(FunctionCallInfo fcinfo, Datum token_datum,
 	if (!apikey_sha256(tok, toklen, hash, &err))
 		elog(ERROR, "could not compute SHA-256: %s", err);
 
-	l = apikey_keys_layout(fcinfo->flinfo->fn_oid);
-	values = palloc(sizeof(Datum) * l->natts);
-	isnull = palloc(sizeof(bool) * l->natts);
-	if (!apikey_lookup(l, hash, values, isnull))
+	if (!apikey_fetch_by_hash(nspid, hash, true, row))
 	{
 		res->code = APIKEY_NOT_FOUND;
 		goto client_failure;
 	}
 	/* The index found it by hash; confirm in constant time all the same. */
+	if (row->hash == NULL || VARSIZE_ANY_EXHDR(row->hash) != APIKEY_HASH_LEN ||
+		!apikey_equal_ct(VARDATA_ANY(row->hash), hash, APIKEY_HASH_LEN))
 	{
-		bytea	   *stored = DatumGetByteaPP(values[COL(l->hash)]);
-
-		if (VARSIZE_ANY_EXHDR(stored) != APIKEY_HASH_LEN ||
-			!apikey_equal_ct(VARDATA_ANY(stored), hash, APIKEY_HASH_LEN))
-		{
-			res->code = APIKEY_NOT_FOUND;
-			goto client_failure;
-		}
+		res->code = APIKEY_NOT_FOUND;
+		goto client_failure;
 	}
-
 	res->key_known = true;
-	res->key_id = values[COL(l->key_id)];
+	key_id = text_to_cstring(row->key_id);
 
-	expired = !isnull[COL(l->expires_at)] &&
-		DatumGetTimestampTz(values[COL(l->expires_at)]) <= now;
-	revoked = l->revoked_at != InvalidAttrNumber && !isnull[COL(l->revoked_at)];
-	if (revoked || (!DatumGetBool(values[COL(l->is_active)]) && !expired))
+	if (row->revoked || (!row->is_active && !(row->has_expiry && row->expires_at <= now)))
 		res->code = APIKEY_REVOKED;
-	else if (expired)
+	else if (row->has_expiry && row->expires_at <= now)
 		res->code = APIKEY_EXPIRED;
-	else if (l->allowed_ips != InvalidAttrNumber && !isnull[COL(l->allowed_ips)] &&
-			 !apikey_ip_allowed(values[COL(l->allowed_ips)], client_ip))
+	else if (row->allowed_ips != NULL && !apikey_ip_allowed(row->allowed_ips, client_ip))
 		res->code = APIKEY_FORBIDDEN;
-	else if (required != NULL && l->scopes != InvalidAttrNumber &&
-			 !isnull[COL(l->scopes)] &&
-			 !apikey_scopes_grant(values[COL(l->scopes)], required))
+	else if (required != NULL && row->scopes != NULL &&
+			 !apikey_scopes_grant(row->scopes, required))
 		res->code = APIKEY_INSUFFICIENT_SCOPE;
 	else
 		res->code = APIKEY_VALID;
 
-	/* Limits: stored NULL or 0 means unlimited. */
-	if (l->rate_limit != InvalidAttrNumber && !isnull[COL(l->rate_limit)])
+	/* Only an admitted request uses quota; stored NULL or 0 is unlimited. */
+	if (res->code == APIKEY_VALID && row->has_rate_limit && row->rate_limit > 0 &&
+		row->window_usec > 0)
 	{
-		res->rate_limit = DatumGetInt32(values[COL(l->rate_limit)]);
-		res->rate_limit_null = false;
+		apikey_ratelimit_admit(MyDatabaseId, key_id, row->rate_limit, row->window_usec,
+							   now, true, &res->rate);
+		if (!res->rate.admitted)
+			res->code = APIKEY_RATE_LIMITED;
+		if (res->rate.untracked)
+			apikey_launcher_wake(true);
 	}
-	window_usec = (l->rate_window != InvalidAttrNumber && !isnull[COL(l->rate_window)]) ?
-		apikey_interval_usec(values[COL(l->rate_window)]) :
-		(int64) apikey_default_rate_window_s * USECS_PER_SEC;
-
-	apikey_count_key_result(TextDatumGetCString(res->key_id), res->code,
-							res->rate_limit_null ? 0 : res->rate_limit,
-							window_usec, now, &res->rate);
-	if (res->code == APIKEY_VALID && !res->rate.admitted)
-		res->code = APIKEY_RATE_LIMITED;
-
-	if (res->code == APIKEY_VALID)
-	{
-		AttrNumber	owner = l->org_id != InvalidAttrNumber ? l->org_id : l->user_id;
-
-		if (owner != InvalidAttrNumber)
-			res->owner_id = values[COL(owner)];
-		if (l->name != InvalidAttrNumber)
-			res->name = values[COL(l->name)];
-		if (l->scopes != InvalidAttrNumber)
-			res->scopes = values[COL(l->scopes)];
-		if (l->environment != InvalidAttrNumber)
-			res->environment = values[COL(l->environment)];
-		if (l->metadata != InvalidAttrNumber)
-			res->metadata = values[COL(l->metadata)];
-		res->expires_at = values[COL(l->expires_at)];
-		res->expires_null = isnull[COL(l->expires_at)];
-	}
+	apikey_pending_count_verify(MyDatabaseId, key_id, res->code, now);
+	apikey_launcher_note_pending(MyDatabaseId);
+	apikey_totals_add(res->code);
 	if (res->code == APIKEY_VALID || res->code == APIKEY_RATE_LIMITED ||
 		res->code == APIKEY_INSUFFICIENT_SCOPE)
 		return;
+	/* REVOKED, EXPIRED, FORBIDDEN suggest a stolen key: count per address */
+	if (client_ip != NULL && apikey_failures_count(MyDatabaseId, client_ip, now))
+		apikey_launcher_note_pending(MyDatabaseId);
+	return;
 
 client_failure:
-	/* Failures that suggest guessing or a stolen key count per address. */
-	if (client_ip != NULL)
-		apikey_count_client_failure(client_ip, now);
+	/* MALFORMED and NOT_FOUND suggest guessing: counted per address */
+	apikey_totals_add(res->code);
+	if (client_ip != NULL && apikey_failures_count(MyDatabaseId, client_ip, now))
+		apikey_launcher_note_pending(MyDatabaseId);
 }
 
 /*
- * 2.0: apikey_verify(token text, required_scopes text[], client_ip inet)
+ * 2.x: apikey_verify(token text, required_scopes text[], client_ip inet)
  *		returns apikey_verification
  */
 Datum
@@ -363,6 +308,7 @@ apikey_verify_2_0(PG_FUNCTION_ARGS)
 	bool		valid;
 	bool		limited;
 	Datum		result;
+	ApikeyKeyRow *row = &res.row;
 
 	apikey_require_preload();
 	if (PG_ARGISNULL(1))
@@ -372,14 +318,16 @@ apikey_verify_2_0(PG_FUNCTION_ARGS)
 				 errhint("Pass '{}' to require no scope.")));
 	apikey_parse_required(PG_GETARG_ARRAYTYPE_P(1), &required);
 
-	apikey_verify_internal(fcinfo, PG_GETARG_DATUM(0), PG_ARGISNULL(0), &required,
-						   PG_ARGISNULL(2) ? NULL : PG_GETARG_INET_PP(2), &res);
+	apikey_verify_internal(apikey_fn_namespace(fcinfo), PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+						   &required,
+						   apikey_normalize_client(PG_ARGISNULL(2) ? NULL : PG_GETARG_INET_PP(2)),
+						   &res);
 
 	/*
 	 * The type cache, not get_call_result_type: that one copies the tuple
 	 * descriptor on every call, a measurable share of a verification.
 	 */
-	tupdesc = lookup_rowtype_tupdesc(apikey_keys_layout(fcinfo->flinfo->fn_oid)->rettype, -1);
+	tupdesc = lookup_rowtype_tupdesc(apikey_fn_rettype(fcinfo), -1);
 	if (tupdesc->natts != 12)
 		elog(ERROR, "apikey_verification has %d attributes, expected 12", tupdesc->natts);
 
@@ -390,27 +338,27 @@ apikey_verify_2_0(PG_FUNCTION_ARGS)
 	nulls[0] = false;
 	values[1] = CStringGetTextDatum(apikey_code_names[res.code]);
 	nulls[1] = false;
-	values[2] = res.key_id;
+	values[2] = PointerGetDatum(row->key_id);
 	nulls[2] = !res.key_known;
 	if (valid)
 	{
-		values[3] = res.owner_id;
-		nulls[3] = res.owner_id == (Datum) 0;
-		values[4] = res.name;
-		nulls[4] = res.name == (Datum) 0;
-		values[5] = res.scopes;
-		nulls[5] = res.scopes == (Datum) 0;
-		values[6] = res.environment;
-		nulls[6] = res.environment == (Datum) 0;
-		values[7] = res.expires_at;
-		nulls[7] = res.expires_null;
-		values[11] = res.metadata;
-		nulls[11] = res.metadata == (Datum) 0;
+		values[3] = PointerGetDatum(row->owner_id);
+		nulls[3] = row->owner_id == NULL;
+		values[4] = PointerGetDatum(row->name);
+		nulls[4] = row->name == NULL;
+		values[5] = PointerGetDatum(row->scopes);
+		nulls[5] = row->scopes == NULL;
+		values[6] = PointerGetDatum(row->environment);
+		nulls[6] = row->environment == NULL;
+		values[7] = TimestampTzGetDatum(row->expires_at);
+		nulls[7] = !row->has_expiry;
+		values[11] = row->metadata;
+		nulls[11] = row->metadata == (Datum) 0;
 	}
 	if (valid || limited)
 	{
-		values[8] = Int32GetDatum(res.rate_limit);
-		nulls[8] = res.rate_limit_null;
+		values[8] = Int32GetDatum(row->rate_limit);
+		nulls[8] = !row->has_rate_limit;
 		if (res.rate.limited)
 		{
 			values[9] = Int32GetDatum(res.rate.remaining);
@@ -425,7 +373,7 @@ apikey_verify_2_0(PG_FUNCTION_ARGS)
 }
 
 /*
- * 1.0: apikey_verify(key text, client_ip inet)
+ * 1.x: apikey_verify(key text, client_ip inet)
  *		returns table(valid boolean, code text, key_id text, user_id text)
  */
 Datum
@@ -437,20 +385,22 @@ apikey_verify_1_0(PG_FUNCTION_ARGS)
 	bool		nulls[4] = {false, false, true, true};
 
 	apikey_require_preload();
-	apikey_verify_internal(fcinfo, PG_GETARG_DATUM(0), PG_ARGISNULL(0), NULL,
-						   PG_ARGISNULL(1) ? NULL : PG_GETARG_INET_PP(1), &res);
+	apikey_verify_internal(apikey_fn_namespace(fcinfo), PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+						   NULL,
+						   apikey_normalize_client(PG_ARGISNULL(1) ? NULL : PG_GETARG_INET_PP(1)),
+						   &res);
 
 	InitMaterializedSRF(fcinfo, 0);
 	values[0] = BoolGetDatum(res.code == APIKEY_VALID);
 	values[1] = CStringGetTextDatum(apikey_code_names[res.code]);
 	if (res.key_known)
 	{
-		values[2] = res.key_id;
+		values[2] = PointerGetDatum(res.row.key_id);
 		nulls[2] = false;
 	}
-	if (res.code == APIKEY_VALID && res.owner_id != (Datum) 0)
+	if (res.code == APIKEY_VALID && res.row.owner_id != NULL)
 	{
-		values[3] = res.owner_id;
+		values[3] = PointerGetDatum(res.row.owner_id);
 		nulls[3] = false;
 	}
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

@@ -6,21 +6,27 @@
  *		cron.database_name), one launcher, connected to no database, reads
  *		pg_database and sends a short-lived "visit" worker into each database
  *		that needs one: every apikey.flush_interval into databases with
- *		pending counters or alerts, every apikey.sweep_interval into every
- *		database.  A visit checks whether the extension is installed, logs
- *		pending counters (flush.c), sends alerts, and on a sweep folds the
- *		usage log into the tables and sweeps in small transactions; then it
- *		exits.
+ *		pending counts or alerts (logging them), every apikey.fold_interval to
+ *		fold the usage log into the tables, and every apikey.sweep_interval
+ *		into every database to sweep expired keys and old usage.  The
+ *		launcher also removes ended rate-limit windows and past minutes'
+ *		failure counts from shared memory, and at a clean shutdown saves
+ *		windows and pending counts to disk (dump.c).
  *
- *		Short visits are what let the workers never block DROP DATABASE (which
- *		waits a few seconds for other sessions to leave), DROP EXTENSION or
- *		shutdown, and cope with the extension appearing or disappearing: no
- *		worker holds a connection or a lock between visits.  Visits never run
- *		during recovery: the launcher starts only once recovery has finished,
- *		so a hot standby writes nothing.
+ *		Short visits are what let the workers never block DROP DATABASE, DROP
+ *		EXTENSION or shutdown, and cope with the extension appearing or
+ *		disappearing: no worker holds a connection or a lock between visits.
+ *		Inside a visit, every step gives way to users: lock_timeout is short,
+ *		and deadlock_timeout shorter than anyone else's, so that in a
+ *		deadlock with a user's DDL the visit is the one that is cancelled.
+ *		Each step runs in its own transaction and a failed step does not stop
+ *		the others: a fold blocked by a locked row never stops counts from
+ *		being logged.  Visits never run during recovery: the launcher starts
+ *		once recovery has finished.
  *
- *		A visit that fails is retried with exponential back-off per database;
- *		the launcher itself is restarted by the postmaster if it dies.
+ *		A visit that fails is retried with exponential back-off per database
+ *		(and per step: logging and folding back off separately); the
+ *		launcher itself is restarted by the postmaster if it dies.
  */
 #include "postgres.h"
 
@@ -32,6 +38,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -40,48 +47,69 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "apikey.h"
-#include "counters.h"
+#include "area.h"
+#include "compat.h"
+#include "definer.h"
+#include "dump.h"
+#include "failures.h"
+#include "flush.h"
+#include "launcher_state.h"
+#include "pending.h"
+#include "ratelimit.h"
+#include "safesql.h"
 #include "worker.h"
 
 /* Visits running at once: small, so the workers never crowd out others. */
 #define APIKEY_MAX_VISITS		2
 /* Fold the usage log early once it holds this many times max_tracked_keys. */
-#define APIKEY_LOG_FOLD_FACTOR 4
-
-/* Rows per sweep transaction. */
-#define APIKEY_SWEEP_BATCH		1000
-/* Niceness of visits: below backends, above nothing in particular. */
+#define APIKEY_LOG_FOLD_FACTOR	4
+/* Niceness of folding and sweeping: below backends. */
 #define APIKEY_VISIT_NICE		10
 /* Longest back-off after repeated failures in one database. */
 #define APIKEY_MAX_BACKOFF_MS	(5 * 60 * 1000)
+/* How often the launcher cleans shared memory (more often when pressed). */
+#define APIKEY_HOUSEKEEP_MS		10000
+#define APIKEY_HOUSEKEEP_PRESSED_MS	1000
+/* How long a clean shutdown waits for sessions before saving counters. */
+#define APIKEY_SHUTDOWN_WAIT_MS 5000
 
+/* What a visit is asked to do (bgw_extra), beyond logging pending counts. */
+#define APIKEY_DO_FOLD			0x01
+#define APIKEY_DO_SWEEP			0x02
+
+/* How a visit ended, reported in its slot. */
 typedef enum ApikeyVisitOutcome
 {
 	APIKEY_VISIT_UNKNOWN = 0,	/* still running, or died */
 	APIKEY_VISIT_DONE,
-	APIKEY_VISIT_NOT_INSTALLED
+	APIKEY_VISIT_NOT_INSTALLED,
+	APIKEY_VISIT_UNSAFE,		/* schema writable by others: nothing run */
+	APIKEY_VISIT_LOG_FAILED,	/* logging failed (folding not tried) */
+	APIKEY_VISIT_FOLD_FAILED	/* logged, but folding or sweeping failed */
 } ApikeyVisitOutcome;
 
-/* Shared: each visit reports how it ended in its slot. */
 typedef struct ApikeyWorkerShared
 {
 	int			outcome[APIKEY_MAX_VISITS];
+	bool		dump_loaded;	/* once per shared memory lifetime */
 } ApikeyWorkerShared;
 
-/* Passed to a visit in bgw_extra. */
 typedef struct ApikeyVisitArgs
 {
 	int			slot;
-	bool		sweep;
+	int			what;
 } ApikeyVisitArgs;
 
 /* The launcher's private view of one database. */
@@ -90,15 +118,18 @@ typedef struct ApikeyDatabase
 	Oid			dboid;
 	bool		seen;			/* still in pg_database */
 	bool		installed;		/* extension found on the last visit */
-	TimestampTz next_sweep;
 	TimestampTz next_flush;
-	int			failures;
+	TimestampTz next_fold;
+	TimestampTz next_sweep;
+	int			failures;		/* consecutive failed visits */
+	int			fold_failures;	/* consecutive failed folds */
 } ApikeyDatabase;
 
 typedef struct ApikeyVisitSlot
 {
 	BackgroundWorkerHandle *handle;
 	Oid			dboid;
+	int			what;
 } ApikeyVisitSlot;
 
 static ApikeyWorkerShared *apikey_worker_shared = NULL;
@@ -136,12 +167,12 @@ apikey_worker_register_launcher(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
-/* ---- launcher ---------------------------------------------------------- */
+/* ---- the launcher -------------------------------------------------------- */
 
 static void
-apikey_launcher_detach(int code, Datum arg)
+apikey_launcher_on_exit(int code, Datum arg)
 {
-	apikey_counters_set_launcher(-1);
+	apikey_launcher_detach();
 }
 
 /* Refresh the list of databases that can be visited. */
@@ -184,8 +215,9 @@ apikey_scan_databases(ApikeyDatabase **dbs, int *ndbs, int *cap,
 			}
 			memset(&(*dbs)[i], 0, sizeof(ApikeyDatabase));
 			(*dbs)[i].dboid = db->oid;
-			(*dbs)[i].next_sweep = now;
 			(*dbs)[i].next_flush = now;
+			(*dbs)[i].next_fold = now;
+			(*dbs)[i].next_sweep = now;
 			(*ndbs)++;
 		}
 		(*dbs)[i].seen = true;
@@ -205,11 +237,21 @@ apikey_scan_databases(ApikeyDatabase **dbs, int *ndbs, int *cap,
 	}
 }
 
+/* Shared memory of a database whose counts can never be written. */
+static void
+apikey_forget_database(Oid dbid)
+{
+	apikey_pending_forget_database(dbid);
+	apikey_ratelimit_forget_database(dbid);
+	apikey_failures_forget_database(dbid);
+	apikey_launcher_forget_database(dbid);
+}
+
 static bool
-apikey_start_visit(ApikeyVisitSlot *slot, int slotno, Oid dboid, bool sweep)
+apikey_start_visit(ApikeyVisitSlot *slot, int slotno, Oid dboid, int what)
 {
 	BackgroundWorker bgw;
-	ApikeyVisitArgs args = {slotno, sweep};
+	ApikeyVisitArgs args = {slotno, what};
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -227,6 +269,7 @@ apikey_start_visit(ApikeyVisitSlot *slot, int slotno, Oid dboid, bool sweep)
 	if (!RegisterDynamicBackgroundWorker(&bgw, &slot->handle))
 		return false;			/* no free worker slot now; try later */
 	slot->dboid = dboid;
+	slot->what = what;
 	return true;
 }
 
@@ -239,7 +282,13 @@ apikey_find_db(ApikeyDatabase *dbs, int ndbs, Oid dboid)
 	return NULL;
 }
 
-/* Note how finished visits ended; schedule their next visit. */
+static int64
+apikey_backoff_ms(int base_ms, int failures)
+{
+	return Min((int64) base_ms << Min(failures, 12), APIKEY_MAX_BACKOFF_MS);
+}
+
+/* Note how finished visits ended; schedule the next ones. */
 static void
 apikey_reap_visits(ApikeyVisitSlot *slots, ApikeyDatabase *dbs, int ndbs)
 {
@@ -260,24 +309,119 @@ apikey_reap_visits(ApikeyVisitSlot *slots, ApikeyDatabase *dbs, int ndbs)
 		slots[s].handle = NULL;
 		if (db == NULL)
 			continue;
-		if (outcome == APIKEY_VISIT_UNKNOWN)
+		switch (outcome)
 		{
-			int64		backoff = Min((int64) apikey_flush_interval_ms << Min(db->failures, 10),
-									  APIKEY_MAX_BACKOFF_MS);
+			case APIKEY_VISIT_DONE:
+				db->installed = true;
+				db->failures = 0;
+				if (slots[s].what & APIKEY_DO_FOLD)
+					db->fold_failures = 0;
+				break;
+			case APIKEY_VISIT_NOT_INSTALLED:
+				db->installed = false;
+				db->failures = 0;
+				break;
+			case APIKEY_VISIT_FOLD_FAILED:
+				{
+					int64		backoff = apikey_backoff_ms(apikey_flush_interval_ms,
+															++db->fold_failures);
 
-			db->failures++;
-			db->next_flush = db->next_sweep =
-				TimestampTzPlusMilliseconds(now, backoff);
-			ereport(LOG,
-					(errmsg("apikey worker for database %u failed, retrying in %lld ms",
-							db->dboid, (long long) backoff)));
-		}
-		else
-		{
-			db->failures = 0;
-			db->installed = outcome == APIKEY_VISIT_DONE;
+					/* logging goes on as usual; only folding waits */
+					db->installed = true;
+					db->failures = 0;
+					db->next_fold = TimestampTzPlusMilliseconds(now, backoff);
+					ereport(LOG,
+							(errmsg("apikey worker for database %u could not fold or sweep; retrying in %lld ms",
+									db->dboid, (long long) backoff)));
+				}
+				break;
+			default:
+				{
+					int64		backoff = apikey_backoff_ms(apikey_flush_interval_ms,
+															db->failures++);
+
+					db->next_flush = db->next_fold = db->next_sweep =
+						TimestampTzPlusMilliseconds(now, backoff);
+					ereport(LOG,
+							(errmsg("apikey worker for database %u failed, retrying in %lld ms",
+									db->dboid, (long long) backoff)));
+				}
+				break;
 		}
 	}
+}
+
+/*
+ * The sessions and visits that could still count: client backends and
+ * background workers connected to a database (not walsenders, which stay
+ * until the very end of a shutdown).
+ */
+static int
+apikey_count_counting_backends(void)
+{
+	int			n = 0;
+	int			nbackends;
+
+	pgstat_clear_backend_activity_snapshot();
+	nbackends = pgstat_fetch_stat_numbackends();
+	for (int i = 1; i <= nbackends; i++)
+	{
+		LocalPgBackendStatus *local = apikey_local_beentry(i);
+		PgBackendStatus *be;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		if (be->st_procpid != MyProcPid && OidIsValid(be->st_databaseid) &&
+			(be->st_backendType == B_BACKEND || be->st_backendType == B_BG_WORKER))
+			n++;
+	}
+	pgstat_clear_backend_activity_snapshot();
+	return n;
+}
+
+/*
+ * A clean shutdown: wait (a little) for the sessions and visits that could
+ * still count to go, then save windows and pending counts.
+ */
+static void
+apikey_launcher_shutdown(void)
+{
+	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  APIKEY_SHUTDOWN_WAIT_MS);
+
+	while (apikey_count_counting_backends() > 0 && GetCurrentTimestamp() < give_up)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 50, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	apikey_dump_write();
+	proc_exit(0);
+}
+
+/* Load the shutdown dump once per shared memory lifetime. */
+static void
+apikey_launcher_load_dump(void)
+{
+	if (apikey_worker_shared->dump_loaded)
+		return;
+	apikey_worker_shared->dump_loaded = true;
+	StartTransactionCommand();
+	apikey_dump_load();
+	CommitTransactionCommand();
+}
+
+/* Remove ended windows and past minutes' failures; returns when to return. */
+static TimestampTz
+apikey_housekeep(TimestampTz now)
+{
+	bool		pressed = false;
+
+	(void) apikey_ratelimit_housekeep(now);
+	(void) apikey_failures_housekeep(now, &pressed);
+	return TimestampTzPlusMilliseconds(now, pressed ? APIKEY_HOUSEKEEP_PRESSED_MS :
+									   APIKEY_HOUSEKEEP_MS);
 }
 
 void
@@ -288,9 +432,10 @@ apikey_launcher_main(Datum main_arg)
 	int			cap = 16;
 	ApikeyVisitSlot slots[APIKEY_MAX_VISITS];
 	MemoryContext launcher_cxt;
+	TimestampTz next_housekeeping = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("apikey launcher");
@@ -301,8 +446,13 @@ apikey_launcher_main(Datum main_arg)
 	dbs = palloc(sizeof(ApikeyDatabase) * cap);
 	memset(slots, 0, sizeof(slots));
 
-	apikey_counters_set_launcher(MyProc->pgprocno);
-	before_shmem_exit(apikey_launcher_detach, (Datum) 0);
+	/* attach the tables now, so that shutdown needs no allocation */
+	for (int k = 0; k < APIKEY_NUM_TABLES; k++)
+		(void) apikey_area_table((ApikeyTableKind) k);
+	apikey_launcher_attach(apikey_my_procno());
+	before_shmem_exit(apikey_launcher_on_exit, (Datum) 0);
+	apikey_launcher_load_dump();
+	MemoryContextSwitchTo(launcher_cxt);
 
 	for (;;)
 	{
@@ -310,12 +460,13 @@ apikey_launcher_main(Datum main_arg)
 		Oid			pending[64];
 		int			npending;
 		bool		all_pending;
-		bool		early;
 		Oid			existing[1024];
 		int			nexisting;
 		long		timeout;
 
 		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+			apikey_launcher_shutdown();
 		if (ConfigReloadPending)
 		{
 			TimestampTz reload = GetCurrentTimestamp();
@@ -325,17 +476,22 @@ apikey_launcher_main(Datum main_arg)
 			/* a shortened interval applies now, not after the old one ends */
 			for (int i = 0; i < ndbs; i++)
 			{
-				dbs[i].next_sweep = Min(dbs[i].next_sweep,
-										TimestampTzPlusMilliseconds(reload, apikey_sweep_interval_ms));
 				dbs[i].next_flush = Min(dbs[i].next_flush,
 										TimestampTzPlusMilliseconds(reload, apikey_flush_interval_ms));
+				dbs[i].next_fold = Min(dbs[i].next_fold,
+									   TimestampTzPlusMilliseconds(reload, apikey_fold_interval_ms));
+				dbs[i].next_sweep = Min(dbs[i].next_sweep,
+										TimestampTzPlusMilliseconds(reload, apikey_sweep_interval_ms));
 			}
 		}
 
+		now = GetCurrentTimestamp();
+		if (apikey_launcher_housekeeping_requested() || now >= next_housekeeping)
+			next_housekeeping = apikey_housekeep(now);
+
 		apikey_reap_visits(slots, dbs, ndbs);
 		/* before the scan: a database with counts now existed when counted */
-		npending = apikey_counters_pending_databases(pending, lengthof(pending), &all_pending);
-		early = apikey_counters_early_flush_requested();
+		npending = apikey_launcher_pending_databases(pending, lengthof(pending), &all_pending);
 		MemoryContextSwitchTo(launcher_cxt);
 		apikey_scan_databases(&dbs, &ndbs, &cap, existing, &nexisting, lengthof(existing));
 		MemoryContextSwitchTo(launcher_cxt);
@@ -351,7 +507,7 @@ apikey_launcher_main(Datum main_arg)
 				for (int i = 0; i < nexisting; i++)
 					exists |= (existing[i] == pending[p]);
 				if (!exists)
-					apikey_counters_forget_database(pending[p]);
+					apikey_forget_database(pending[p]);
 			}
 		}
 
@@ -359,10 +515,9 @@ apikey_launcher_main(Datum main_arg)
 		{
 			ApikeyDatabase *db = &dbs[i];
 			bool		busy = false;
-			bool		has_pending = false;
-			bool		sweep_due = now >= db->next_sweep;
-			bool		flush_due;
+			bool		has_pending = all_pending;
 			int			free_slot = -1;
+			int			what = 0;
 
 			for (int s = 0; s < APIKEY_MAX_VISITS; s++)
 			{
@@ -371,18 +526,23 @@ apikey_launcher_main(Datum main_arg)
 				else if (slots[s].handle == NULL && free_slot < 0)
 					free_slot = s;
 			}
-			has_pending = all_pending;
 			for (int p = 0; p < npending; p++)
 				has_pending |= (pending[p] == db->dboid);
-			flush_due = has_pending && (early || now >= db->next_flush);
-			if (!apikey_workers_enabled || busy || free_slot < 0 ||
-				!(sweep_due || flush_due))
+			if (!apikey_workers_enabled || busy || free_slot < 0)
+				continue;
+			if (now >= db->next_sweep)
+				what |= APIKEY_DO_SWEEP;
+			if (db->installed && now >= db->next_fold)
+				what |= APIKEY_DO_FOLD;
+			if (what == 0 && !(has_pending && now >= db->next_flush))
 				continue;
 
-			if (apikey_start_visit(&slots[free_slot], free_slot, db->dboid, sweep_due))
+			if (apikey_start_visit(&slots[free_slot], free_slot, db->dboid, what))
 			{
 				db->next_flush = TimestampTzPlusMilliseconds(now, apikey_flush_interval_ms);
-				if (sweep_due)
+				if (what & APIKEY_DO_FOLD)
+					db->next_fold = TimestampTzPlusMilliseconds(now, apikey_fold_interval_ms);
+				if (what & APIKEY_DO_SWEEP)
 					db->next_sweep = TimestampTzPlusMilliseconds(now, apikey_sweep_interval_ms);
 			}
 		}
@@ -394,64 +554,112 @@ apikey_launcher_main(Datum main_arg)
 	}
 }
 
-/* ---- a visit ----------------------------------------------------------- */
+/* ---- a visit ------------------------------------------------------------- */
 
-/* One step of a visit, in C, run in a transaction of its own. */
-typedef int64 (*ApikeyVisitStep) (Oid nspid);
+typedef int64 (*ApikeyStepFn) (Oid nspid, void *arg);
 
-static int64
-apikey_visit_step(const char *activity, ApikeyVisitStep step, Oid nspid)
+/*
+ * Run one step of a visit in a transaction of its own.  An ERROR is
+ * reported and ends only this step: returns false.
+ */
+static bool
+apikey_visit_step(const char *activity, ApikeyStepFn fn, Oid nspid, void *arg,
+				  int64 *result)
 {
-	int64		result;
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
-	result = step(nspid);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	return result;
-}
-
-static int64
-apikey_visit_log(Oid nspid)
-{
-	int64		logged = apikey_log_pending(nspid);
-
-	apikey_send_alerts();
-	return logged;
-}
-
-/* Run one statement in its own transaction; returns its first int8 column. */
-static int64
-apikey_visit_exec(const char *activity, const char *sql, int64 *second)
-{
-	int64		first = 0;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-	if (SPI_execute(sql, false, 0) == SPI_OK_SELECT && SPI_processed == 1)
+	PG_TRY();
 	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		int64		r = fn(nspid, arg);
 
-		first = isnull ? 0 : DatumGetInt64(d);
-		if (second)
+		if (result)
+			*result = r;
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
+}
+
+static int64
+apikey_step_log_chunk(Oid nspid, void *arg)
+{
+	return apikey_log_chunk(nspid, (bool *) arg);
+}
+
+static int64
+apikey_step_alerts(Oid nspid, void *arg)
+{
+	return apikey_record_alerts(nspid, (bool *) arg);
+}
+
+static int64
+apikey_step_fold(Oid nspid, void *arg)
+{
+	return apikey_fold_usage_log(nspid);
+}
+
+static int64
+apikey_step_log_size(Oid nspid, void *arg)
+{
+	return apikey_usage_log_entries(nspid);
+}
+
+static int64
+apikey_step_sweep(Oid nspid, void *arg)
+{
+	int64		expired;
+	int64		purged;
+
+	apikey_sweep_batch_internal(nspid, APIKEY_SWEEP_BATCH, &expired, &purged);
+	return Max(expired, purged);
+}
+
+/* Is the extension installed here, in which schema, and is it safe? */
+static ApikeyVisitOutcome
+apikey_visit_find_extension(Oid *nspid)
+{
+	ApikeyVisitOutcome outcome = APIKEY_VISIT_DONE;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	*nspid = apikey_extension_schema();
+	if (!OidIsValid(*nspid) || get_namespace_name(*nspid) == NULL)
+		outcome = APIKEY_VISIT_NOT_INSTALLED;
+	else
+	{
+		char	   *who = NULL;
+
+		/* as CREATE EXTENSION checked: never run SQL in a writable schema */
+		if (apikey_schema_unsafe(*nspid, &who))
 		{
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			*second = isnull ? 0 : DatumGetInt64(d);
+			ereport(WARNING,
+					(errmsg("apikey worker skips database \"%s\": schema \"%s\" of the extension is writable by %s",
+							get_database_name(MyDatabaseId), get_namespace_name(*nspid), who),
+					 errhint("REVOKE CREATE ON SCHEMA %s FROM %s;",
+							 quote_identifier(get_namespace_name(*nspid)), who)));
+			outcome = APIKEY_VISIT_UNSAFE;
 		}
 	}
-	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	return first;
+	return outcome;
 }
 
 void
@@ -459,86 +667,125 @@ apikey_visit_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	ApikeyVisitArgs args;
-	char	   *nsp = NULL;
-	Oid			nspid = InvalidOid;
-	char	   *sql;
+	Oid			nspid;
+	ApikeyVisitOutcome outcome;
+	bool		more;
+	bool		ok;
+	bool		fold_ok = true;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-
-	/*
-	 * Flushing is deferred work: at a lower CPU priority it fills idle time
-	 * instead of taking a core from the sessions verifying keys.  (Raising
-	 * one's own niceness needs no privilege.)
-	 */
-	if (setpriority(PRIO_PROCESS, 0, APIKEY_VISIT_NICE) != 0)
-		ereport(DEBUG1, (errmsg("could not lower the apikey worker's priority: %m")));
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("apikey worker");
 
-	/* Never wait long behind a user's lock: the next visit retries. */
-	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * Give way to users: a short lock wait, and a deadlock_timeout shorter
+	 * than the default, so that in a deadlock with a user's DDL the visit
+	 * detects it first and is the one cancelled.
+	 */
+	SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("statement_timeout", "5min", PGC_SUSET, PGC_S_OVERRIDE);
-	/* a fold aggregates a whole sweep interval of flushes */
+	/* a fold aggregates up to a fold interval of flushes */
 	SetConfigOption("work_mem", "64MB", PGC_SUSET, PGC_S_OVERRIDE);
 
-	/* Is the extension here, and in which schema? */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute("SELECT pg_catalog.quote_ident(n.nspname), n.oid"
-					"  FROM pg_catalog.pg_extension e"
-					"  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-					" WHERE e.extname = 'apikey'", true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
+	outcome = apikey_visit_find_extension(&nspid);
+	if (outcome == APIKEY_VISIT_NOT_INSTALLED)
 	{
-		bool		isnull;
-
-		nsp = MemoryContextStrdup(TopMemoryContext,
-								  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-		nspid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 2, &isnull));
+		/* dropped (or never created): its counts have nowhere to go */
+		apikey_forget_database(MyDatabaseId);
+		apikey_worker_shared->outcome[args.slot] = outcome;
+		proc_exit(0);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-
-	if (nsp == NULL)
+	if (outcome == APIKEY_VISIT_UNSAFE)
 	{
-		/* dropped (or never created): its pending counts have nowhere to go */
-		apikey_counters_forget_database(MyDatabaseId);
-		apikey_worker_shared->outcome[args.slot] = APIKEY_VISIT_NOT_INSTALLED;
+		apikey_worker_shared->outcome[args.slot] = outcome;
 		proc_exit(0);
 	}
 
-	apikey_visit_step("apikey: flushing counters", apikey_visit_log, nspid);
+	/* Log pending counts, a chunk per transaction; then alerts. */
+	apikey_launcher_mark_clean(MyDatabaseId);
+	ok = true;
+	more = true;
+	while (ok && more)
+	{
+		int64		n = 0;
+
+		ok = apikey_visit_step("apikey: logging counters", apikey_step_log_chunk,
+							   nspid, &more, &n);
+		if (n == 0)
+			break;
+	}
+	if (ok && more)
+		apikey_launcher_note_pending(MyDatabaseId);
+	more = true;
+	while (ok && more)
+	{
+		int64		n = 0;
+
+		ok = apikey_visit_step("apikey: recording alerts", apikey_step_alerts,
+							   nspid, &more, &n);
+		if (n == 0)
+			break;
+	}
+	if (!ok)
+	{
+		apikey_launcher_note_pending(MyDatabaseId);
+		apikey_worker_shared->outcome[args.slot] = APIKEY_VISIT_LOG_FAILED;
+		proc_exit(0);
+	}
+	apikey_launcher_step_done(MyDatabaseId, APIKEY_STEP_FLUSH, GetCurrentTimestamp());
 
 	/*
-	 * Fold the log into the tables at every sweep, or sooner if it has grown
-	 * past what shared memory could hold a few times over.
+	 * Folding and sweeping are deferred work: at a lower CPU priority they
+	 * fill idle time instead of taking a core from the sessions verifying
+	 * keys.  (Logging, above, holds shared-memory locks briefly and so runs
+	 * at normal priority; a process can lower its priority but not raise it
+	 * again.)
 	 */
-	if (args.sweep ||
-		apikey_visit_step("apikey: sizing the usage log", apikey_usage_log_entries, nspid) >
-		APIKEY_LOG_FOLD_FACTOR * (int64) apikey_max_tracked_keys)
-		apikey_visit_step("apikey: folding the usage log", apikey_fold_usage_log, nspid);
+	if (setpriority(PRIO_PROCESS, 0, APIKEY_VISIT_NICE) != 0)
+		ereport(DEBUG1, (errmsg("could not lower the apikey worker's priority: %m")));
 
-	if (args.sweep)
+	/* Fold when due, or sooner if the log has grown past a few memories' worth. */
+	if (!(args.what & APIKEY_DO_FOLD))
+	{
+		int64		entries = 0;
+
+		if (apikey_visit_step("apikey: sizing the usage log", apikey_step_log_size,
+							  nspid, NULL, &entries) &&
+			entries > APIKEY_LOG_FOLD_FACTOR * (int64) Min(apikey_max_tracked_keys, 1000000))
+			args.what |= APIKEY_DO_FOLD;
+	}
+	if (args.what & APIKEY_DO_FOLD)
+	{
+		fold_ok = apikey_visit_step("apikey: folding the usage log", apikey_step_fold,
+									nspid, NULL, NULL);
+		if (fold_ok)
+			apikey_launcher_step_done(MyDatabaseId, APIKEY_STEP_FOLD, GetCurrentTimestamp());
+	}
+
+	if (args.what & APIKEY_DO_SWEEP)
 	{
 		/* Small transactions: never one long one holding locks. */
-		sql = psprintf("SELECT expired, usage_purged FROM %s.apikey_sweep_batch(%d)",
-					   nsp, APIKEY_SWEEP_BATCH);
 		for (;;)
 		{
-			int64		purged = 0;
-			int64		expired = apikey_visit_exec("apikey: sweeping", sql, &purged);
+			int64		n = 0;
 
 			CHECK_FOR_INTERRUPTS();
-			if (expired < APIKEY_SWEEP_BATCH && purged < APIKEY_SWEEP_BATCH)
+			if (!apikey_visit_step("apikey: sweeping", apikey_step_sweep, nspid, NULL, &n))
+			{
+				fold_ok = false;
 				break;
+			}
+			if (n < APIKEY_SWEEP_BATCH)
+			{
+				apikey_launcher_step_done(MyDatabaseId, APIKEY_STEP_SWEEP, GetCurrentTimestamp());
+				break;
+			}
 		}
 	}
-	apikey_worker_shared->outcome[args.slot] = APIKEY_VISIT_DONE;
+	apikey_worker_shared->outcome[args.slot] =
+		fold_ok ? APIKEY_VISIT_DONE : APIKEY_VISIT_FOLD_FAILED;
 	proc_exit(0);
 }

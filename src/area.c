@@ -1,0 +1,298 @@
+/*
+ * area.c
+ *		The DSA area behind apikey's shared tables, and the one way entries
+ *		are added to them.
+ *
+ *		The postmaster creates the area in a small piece of plain shared
+ *		memory, as pgstat_shmem.c does (the postmaster cannot use dynamic
+ *		shared memory), and creates one dshash table per registered kind in
+ *		it.  Every other process attaches on first use.  The area then grows
+ *		in dynamic shared memory segments as entries are added and gives them
+ *		back when entries go, so a server with a thousand keys in use holds a
+ *		few hundred kilobytes, not what apikey.max_tracked_keys could need.
+ *
+ *		Growing can fail: /dev/shm is 64 MB in a default container, and dsa
+ *		raises an ERROR when it cannot create a segment.  Verification must
+ *		never raise an ERROR for that, so apikey_area_insert runs the insert
+ *		in a subtransaction (as a PL/pgSQL exception block would) and answers
+ *		"no room", which the callers treat exactly like reaching their bound.
+ *		Only inserts pay for the subtransaction; finding and updating an
+ *		existing entry allocates nothing.  After a failure no insert is tried
+ *		for a second, so that a full /dev/shm does not cost a failed segment
+ *		creation per request.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "area.h"
+#include "compat.h"
+
+/* Plain shared memory the area starts in; it grows in DSM segments. */
+#define APIKEY_AREA_INITIAL_SIZE	(1024 * 1024)
+/* How long inserts are not tried after running out of memory. */
+#define APIKEY_AREA_BACKOFF_USEC	USECS_PER_SEC
+/* At most one LOG line per this long about running out of memory. */
+#define APIKEY_AREA_WARN_USEC		(60 * USECS_PER_SEC)
+
+typedef struct ApikeyAreaShared
+{
+	int			dsa_tranche;
+	int			table_tranche;
+	dshash_table_handle handles[APIKEY_NUM_TABLES];
+	pg_atomic_uint64 exhausted_until;	/* TimestampTz: no insert before */
+	pg_atomic_uint64 warned_at; /* TimestampTz of the last LOG line */
+	char		raw_area[FLEXIBLE_ARRAY_MEMBER];	/* the in-place DSA area */
+} ApikeyAreaShared;
+
+static ApikeyAreaShared *apikey_area_shared = NULL;
+
+/* Registered at _PG_init by each table's module. */
+static dshash_parameters apikey_table_params[APIKEY_NUM_TABLES];
+static bool apikey_table_registered[APIKEY_NUM_TABLES];
+
+/* This process's attachment, made on first use. */
+static dsa_area *apikey_dsa = NULL;
+static dshash_table *apikey_tables[APIKEY_NUM_TABLES];
+
+void
+apikey_keyref_init(ApikeyKeyRef *ref, Oid dbid, const char *key_id)
+{
+	memset(ref, 0, sizeof(*ref));
+	ref->dbid = dbid;
+	strlcpy(ref->key_id, key_id, sizeof(ref->key_id));
+}
+
+void
+apikey_area_register_table(ApikeyTableKind kind, const dshash_parameters *params)
+{
+	Assert(kind >= 0 && kind < APIKEY_NUM_TABLES);
+	apikey_table_params[kind] = *params;
+	apikey_table_registered[kind] = true;
+}
+
+Size
+apikey_area_shmem_size(void)
+{
+	return add_size(MAXALIGN(offsetof(ApikeyAreaShared, raw_area)),
+					APIKEY_AREA_INITIAL_SIZE);
+}
+
+/*
+ * Create the area and its tables; in the postmaster, at every (re)start of
+ * shared memory.  A backend started later only finds what is here.
+ */
+void
+apikey_area_shmem_init(void)
+{
+	bool		found;
+
+	apikey_area_shared = ShmemInitStruct("apikey area", apikey_area_shmem_size(),
+										 &found);
+	if (!found)
+	{
+		dsa_area   *dsa;
+
+		apikey_area_shared->dsa_tranche = LWLockNewTrancheId();
+		apikey_area_shared->table_tranche = LWLockNewTrancheId();
+		pg_atomic_init_u64(&apikey_area_shared->exhausted_until, 0);
+		pg_atomic_init_u64(&apikey_area_shared->warned_at, 0);
+
+		dsa = dsa_create_in_place(apikey_area_shared->raw_area,
+								  APIKEY_AREA_INITIAL_SIZE,
+								  apikey_area_shared->dsa_tranche, NULL);
+		dsa_pin(dsa);
+		/* The tables' first buckets must fit in plain shared memory. */
+		dsa_set_size_limit(dsa, APIKEY_AREA_INITIAL_SIZE);
+		for (int i = 0; i < APIKEY_NUM_TABLES; i++)
+		{
+			dshash_table *t;
+
+			if (!apikey_table_registered[i])
+				elog(ERROR, "apikey table %d was not registered", i);
+			apikey_table_params[i].tranche_id = apikey_area_shared->table_tranche;
+			t = dshash_create(dsa, &apikey_table_params[i], NULL);
+			apikey_area_shared->handles[i] = dshash_get_hash_table_handle(t);
+			dshash_detach(t);
+		}
+		dsa_set_size_limit(dsa, (size_t) -1);
+		dsa_detach(dsa);
+	}
+}
+
+bool
+apikey_area_ready(void)
+{
+	return apikey_area_shared != NULL;
+}
+
+/*
+ * Verification needs the counters; without them it would silently skip
+ * rate limits, so it refuses instead (the contract: never a half-mode).
+ */
+void
+apikey_require_preload(void)
+{
+	if (apikey_area_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("apikey must be loaded via shared_preload_libraries"),
+				 errdetail("Key verification counts usage and enforces rate limits in shared memory."),
+				 errhint("Add apikey to shared_preload_libraries in postgresql.conf, "
+						 "e.g. shared_preload_libraries = 'apikey', and restart the server.")));
+}
+
+int
+apikey_area_tranche(void)
+{
+	return apikey_area_shared->table_tranche;
+}
+
+/* Attach the area in this process, for the rest of its life. */
+static void
+apikey_area_attach(void)
+{
+	MemoryContext old;
+
+	Assert(apikey_area_shared != NULL);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	LWLockRegisterTranche(apikey_area_shared->dsa_tranche, "apikey area");
+	LWLockRegisterTranche(apikey_area_shared->table_tranche, "apikey tables");
+	apikey_dsa = dsa_attach_in_place(apikey_area_shared->raw_area, NULL);
+	dsa_pin_mapping(apikey_dsa);
+	MemoryContextSwitchTo(old);
+}
+
+dshash_table *
+apikey_area_table(ApikeyTableKind kind)
+{
+	if (apikey_tables[kind] == NULL)
+	{
+		MemoryContext old;
+
+		if (apikey_dsa == NULL)
+			apikey_area_attach();
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		apikey_table_params[kind].tranche_id = apikey_area_shared->table_tranche;
+		apikey_tables[kind] = dshash_attach(apikey_dsa, &apikey_table_params[kind],
+											apikey_area_shared->handles[kind], NULL);
+		MemoryContextSwitchTo(old);
+	}
+	return apikey_tables[kind];
+}
+
+/*
+ * Bytes the area holds (plain and dynamic shared memory), or 0 where this
+ * PostgreSQL cannot tell; the callers then show their own estimate.
+ */
+Size
+apikey_area_bytes(void)
+{
+#ifdef APIKEY_HAVE_DSA_GET_TOTAL_SIZE
+	if (apikey_dsa == NULL)
+		apikey_area_attach();
+	return dsa_get_total_size(apikey_dsa);
+#else
+	return 0;
+#endif
+}
+
+/* Did an insert run out of memory less than a second ago? */
+bool
+apikey_area_exhausted(void)
+{
+	uint64		until = pg_atomic_read_u64(&apikey_area_shared->exhausted_until);
+
+	return until != 0 && (uint64) GetCurrentTimestamp() < until;
+}
+
+/* Errors that mean "no more shared memory", as opposed to a bug. */
+static bool
+apikey_is_out_of_memory(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_OUT_OF_MEMORY ||
+		sqlerrcode == ERRCODE_DISK_FULL ||
+		sqlerrcode == ERRCODE_INSUFFICIENT_RESOURCES ||
+		sqlerrcode == ERRCODE_CONFIGURATION_LIMIT_EXCEEDED;
+}
+
+static void
+apikey_note_exhausted(ErrorData *edata)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		warned = pg_atomic_read_u64(&apikey_area_shared->warned_at);
+
+	pg_atomic_write_u64(&apikey_area_shared->exhausted_until,
+						(uint64) (now + APIKEY_AREA_BACKOFF_USEC));
+	if ((uint64) now >= warned + APIKEY_AREA_WARN_USEC &&
+		pg_atomic_compare_exchange_u64(&apikey_area_shared->warned_at, &warned,
+									   (uint64) now))
+		ereport(LOG,
+				(errmsg("apikey ran out of dynamic shared memory: %s", edata->message),
+				 errdetail("New keys and client addresses are treated as if apikey.max_tracked_keys "
+						   "or apikey.max_tracked_clients had been reached: rate-limited keys are "
+						   "answered RATE_LIMITED until memory frees up."),
+				 errhint("Give /dev/shm more room, or lower apikey.max_tracked_keys.")));
+}
+
+/*
+ * Make sure an entry for key exists in the table of kind, creating it with
+ * init(entry, arg) if need be.  Returns false, never an ERROR, when there
+ * is no shared memory for it.  Takes and releases the partition lock: the
+ * caller finds the entry again to use it (it may meanwhile have been
+ * removed, which callers treat as a retry).
+ *
+ * Must be called inside a transaction (the subtransaction needs one).
+ */
+bool
+apikey_area_insert(ApikeyTableKind kind, const void *key,
+				   ApikeyEntryInit init, void *arg)
+{
+	dshash_table *t = apikey_area_table(kind);
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	if (apikey_area_exhausted())
+		return false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		bool		found;
+		void	   *entry = dshash_find_or_insert(t, key, &found);
+
+		if (!found)
+			init(entry, arg);
+		dshash_release_lock(t, entry);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		/* releases the partition and area locks the failed insert held */
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (!apikey_is_out_of_memory(edata->sqlerrcode))
+			ReThrowError(edata);
+		apikey_note_exhausted(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return ok;
+}

@@ -1,0 +1,630 @@
+/*
+ * pending.c
+ *		Usage counts not yet written to the tables.
+ *
+ *		Verification writes no row: it adds to its key's entry in a dshash
+ *		table of the apikey area, under the entry's partition lock.  An entry
+ *		holds two hourly slots (an hour can turn over between flushes), the
+ *		denials by code, and when it was last counted into.  Entries are
+ *		created as keys are used, up to apikey.max_tracked_keys of them, and
+ *		removed by a flush once they have been empty and idle for a minute
+ *		(at once when the table is nearly full): memory follows use.  A key
+ *		that finds no room is still answered; its counts go to its
+ *		database's overflow totals (shown by apikey_stats, not attributable
+ *		to a key).
+ *
+ *		Flushing copies counts out and subtracts them only when the copy is
+ *		durable.  A flush copies an entry's counts (leaving them in place, so
+ *		readers still see them) and marks the entry as its own; once its
+ *		transaction is about to commit, it subtracts what it copied (counts
+ *		added meanwhile stay).  If the transaction aborts, it only lets go of
+ *		the entries: nothing was removed, so nothing has to be given back, and
+ *		nothing needs memory that might no longer be there.  An entry marked
+ *		by a flush is skipped by other flushes and never removed, so a count
+ *		is logged exactly once.  Nothing allocates or can raise an ERROR
+ *		while a partition lock is held.
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "pending.h"
+
+/* An emptied entry is kept this long, so a key in steady use keeps it. */
+#define APIKEY_PENDING_IDLE_USEC	(60 * USECS_PER_SEC)
+/* Databases with their own overflow totals; the rest share one. */
+#define APIKEY_OVERFLOW_DBS			32
+
+typedef struct ApikeyPendingEntry
+{
+	ApikeyKeyRef key;			/* hash key: must be first */
+	ApikeyUsageSlot slot[APIKEY_PENDING_SLOTS]; /* [0] newest hour */
+	int32		denied_by[APIKEY_NUM_CODES];
+	TimestampTz touched;		/* last counted into */
+	int32		owner;			/* procno of the flush holding a copy, -1 */
+} ApikeyPendingEntry;
+
+typedef struct ApikeyOverflowSlot
+{
+	slock_t		mutex;
+	Oid			dbid;			/* InvalidOid: free, or the shared last slot */
+	ApikeyOverflowCounts counts;
+} ApikeyOverflowSlot;
+
+typedef struct ApikeyPendingShared
+{
+	pg_atomic_uint32 entries;
+	pg_atomic_uint64 by_code[APIKEY_NUM_CODES]; /* verifications since start */
+	ApikeyOverflowSlot overflow[APIKEY_OVERFLOW_DBS];
+} ApikeyPendingShared;
+
+static ApikeyPendingShared *apikey_pd = NULL;
+
+void
+apikey_pending_register(void)
+{
+	dshash_parameters params = {
+		sizeof(ApikeyKeyRef), sizeof(ApikeyPendingEntry),
+		dshash_memcmp, dshash_memhash APIKEY_DSHASH_COPY_FUNCTION
+	};
+
+	apikey_area_register_table(APIKEY_TABLE_PENDING, &params);
+}
+
+Size
+apikey_pending_shmem_size(void)
+{
+	return MAXALIGN(sizeof(ApikeyPendingShared));
+}
+
+void
+apikey_pending_shmem_init(void)
+{
+	bool		found;
+
+	apikey_pd = ShmemInitStruct("apikey pending counts", sizeof(ApikeyPendingShared),
+								&found);
+	if (!found)
+	{
+		memset(apikey_pd, 0, sizeof(*apikey_pd));
+		pg_atomic_init_u32(&apikey_pd->entries, 0);
+		for (int c = 0; c < APIKEY_NUM_CODES; c++)
+			pg_atomic_init_u64(&apikey_pd->by_code[c], 0);
+		for (int i = 0; i < APIKEY_OVERFLOW_DBS; i++)
+			SpinLockInit(&apikey_pd->overflow[i].mutex);
+	}
+}
+
+Size
+apikey_pending_entry_bytes(void)
+{
+	return MAXALIGN(sizeof(ApikeyPendingEntry)) + 16 + 8;
+}
+
+int64
+apikey_pending_entries(void)
+{
+	return pg_atomic_read_u32(&apikey_pd->entries);
+}
+
+/* Every verification's result, for apikey_metrics (server-wide). */
+void
+apikey_totals_add(ApikeyCode code)
+{
+	pg_atomic_fetch_add_u64(&apikey_pd->by_code[code], 1);
+}
+
+void
+apikey_totals_read(int64 by_code[APIKEY_NUM_CODES])
+{
+	for (int c = 0; c < APIKEY_NUM_CODES; c++)
+		by_code[c] = (int64) pg_atomic_read_u64(&apikey_pd->by_code[c]);
+}
+
+/* ---- slots -------------------------------------------------------------- */
+
+static inline bool
+apikey_slot_empty(const ApikeyUsageSlot *s)
+{
+	return s->bucket == 0;
+}
+
+static bool
+apikey_entry_empty(const ApikeyPendingEntry *e)
+{
+	return apikey_slot_empty(&e->slot[0]) && apikey_slot_empty(&e->slot[1]);
+}
+
+static void
+apikey_slot_add(ApikeyUsageSlot *dst, const ApikeyUsageSlot *src)
+{
+	dst->requests += src->requests;
+	dst->denied += src->denied;
+	dst->responses += src->responses;
+	dst->response_ms += src->response_ms;
+	dst->client_errors += src->client_errors;
+	dst->server_errors += src->server_errors;
+	if (src->last_used > dst->last_used)
+		dst->last_used = src->last_used;
+}
+
+static TimestampTz
+apikey_hour_of(TimestampTz t)
+{
+	return t - (t % USECS_PER_HOUR);
+}
+
+/*
+ * The slot that counts for the hour starting at bucket.  Two slots cover an
+ * hour turning over between flushes; if flushes have been away for longer,
+ * older hours are folded into the older slot.
+ */
+static ApikeyUsageSlot *
+apikey_slot_for(ApikeyPendingEntry *e, TimestampTz bucket)
+{
+	ApikeyUsageSlot *cur = &e->slot[0];
+	ApikeyUsageSlot *old = &e->slot[1];
+
+	if (cur->bucket == bucket)
+		return cur;
+	if (old->bucket == bucket)
+		return old;
+	if (apikey_slot_empty(cur))
+	{
+		cur->bucket = bucket;
+		return cur;
+	}
+	if (bucket < cur->bucket)
+	{
+		if (apikey_slot_empty(old))
+			old->bucket = bucket;
+		return old;
+	}
+	/* a newer hour: the current slot becomes (or joins) the older one */
+	if (apikey_slot_empty(old))
+		*old = *cur;
+	else
+		apikey_slot_add(old, cur);
+	memset(cur, 0, sizeof(*cur));
+	cur->bucket = bucket;
+	return cur;
+}
+
+/*
+ * Take away counts a flush has made durable.  Counts added since it copied
+ * them stay.  If the hour was merged into the older slot meanwhile, the
+ * counts are taken from there.
+ */
+static void
+apikey_slot_subtract(ApikeyPendingEntry *e, const ApikeyUsageSlot *copy)
+{
+	ApikeyUsageSlot *s;
+
+	if (apikey_slot_empty(copy))
+		return;
+	if (e->slot[0].bucket == copy->bucket)
+		s = &e->slot[0];
+	else if (e->slot[1].bucket != 0)
+		s = &e->slot[1];
+	else
+		return;					/* cannot happen: the entry was ours */
+	s->requests = Max(s->requests - copy->requests, 0);
+	s->denied = Max(s->denied - copy->denied, 0);
+	s->responses = Max(s->responses - copy->responses, 0);
+	s->client_errors = Max(s->client_errors - copy->client_errors, 0);
+	s->server_errors = Max(s->server_errors - copy->server_errors, 0);
+	/* avoid a residue of floating-point rounding */
+	s->response_ms = s->responses == 0 ? 0 : Max(s->response_ms - copy->response_ms, 0);
+	if (s->requests == 0)
+		s->last_used = 0;
+	if (s->requests == 0 && s->denied == 0 && s->responses == 0)
+		memset(s, 0, sizeof(*s));
+}
+
+/* ---- the request path --------------------------------------------------- */
+
+static bool
+apikey_pending_reserve(void)
+{
+	uint32		before = pg_atomic_fetch_add_u32(&apikey_pd->entries, 1);
+
+	if (before >= (uint32) apikey_max_tracked_keys)
+	{
+		pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
+		return false;
+	}
+	return true;
+}
+
+typedef struct ApikeyPendingInit
+{
+	bool		inserted;
+} ApikeyPendingInit;
+
+static void
+apikey_pending_entry_init(void *entry, void *arg)
+{
+	ApikeyPendingEntry *e = entry;
+
+	memset((char *) e + sizeof(ApikeyKeyRef), 0,
+		   sizeof(ApikeyPendingEntry) - sizeof(ApikeyKeyRef));
+	e->owner = -1;
+	e->touched = GetCurrentTimestamp();
+	((ApikeyPendingInit *) arg)->inserted = true;
+}
+
+/*
+ * The entry of a key, locked exclusively, created if need be; NULL when
+ * there is no room.  The caller releases it with dshash_release_lock.
+ */
+static ApikeyPendingEntry *
+apikey_pending_entry(Oid dbid, const char *key_id)
+{
+	dshash_table *t = apikey_area_table(APIKEY_TABLE_PENDING);
+	ApikeyKeyRef key;
+
+	apikey_keyref_init(&key, dbid, key_id);
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		ApikeyPendingInit init = {false};
+		ApikeyPendingEntry *e = dshash_find(t, &key, true);
+
+		if (e != NULL)
+			return e;
+		if (!apikey_pending_reserve())
+			return NULL;
+		if (!apikey_area_insert(APIKEY_TABLE_PENDING, &key, apikey_pending_entry_init, &init))
+		{
+			pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
+			return NULL;
+		}
+		if (!init.inserted)
+			pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
+	}
+	return NULL;
+}
+
+/* The overflow slot of a database: its own while there are free ones. */
+static ApikeyOverflowSlot *
+apikey_overflow_slot(Oid dbid)
+{
+	ApikeyOverflowSlot *shared = &apikey_pd->overflow[APIKEY_OVERFLOW_DBS - 1];
+
+	for (int i = 0; i < APIKEY_OVERFLOW_DBS - 1; i++)
+	{
+		ApikeyOverflowSlot *o = &apikey_pd->overflow[i];
+		bool		mine;
+
+		SpinLockAcquire(&o->mutex);
+		if (o->dbid == InvalidOid)
+			o->dbid = dbid;
+		mine = o->dbid == dbid;
+		SpinLockRelease(&o->mutex);
+		if (mine)
+			return o;
+	}
+	return shared;
+}
+
+static void
+apikey_overflow_add(Oid dbid, int64 requests, int64 denied, int64 responses,
+					double response_ms)
+{
+	ApikeyOverflowSlot *o = apikey_overflow_slot(dbid);
+
+	SpinLockAcquire(&o->mutex);
+	o->counts.requests += requests;
+	o->counts.denied += denied;
+	o->counts.responses += responses;
+	o->counts.response_ms += response_ms;
+	SpinLockRelease(&o->mutex);
+}
+
+/*
+ * Count one verification of a known key (code is its final result; VALID
+ * uses the request counter, anything else is a denial).
+ */
+void
+apikey_pending_count_verify(Oid dbid, const char *key_id, ApikeyCode code,
+							TimestampTz now)
+{
+	ApikeyPendingEntry *e = apikey_pending_entry(dbid, key_id);
+	ApikeyUsageSlot *slot;
+
+	if (e == NULL)
+	{
+		apikey_overflow_add(dbid, code == APIKEY_VALID, code != APIKEY_VALID, 0, 0);
+		return;
+	}
+	slot = apikey_slot_for(e, apikey_hour_of(now));
+	if (code == APIKEY_VALID)
+	{
+		slot->requests++;
+		slot->last_used = now;
+	}
+	else
+	{
+		slot->denied++;
+		e->denied_by[code]++;
+	}
+	e->touched = now;
+	dshash_release_lock(apikey_area_table(APIKEY_TABLE_PENDING), e);
+}
+
+/* Count one served request reported by apikey_record. */
+void
+apikey_pending_count_response(Oid dbid, const char *key_id, int32 status_code,
+							  double response_ms, TimestampTz now)
+{
+	ApikeyPendingEntry *e = apikey_pending_entry(dbid, key_id);
+	ApikeyUsageSlot *slot;
+
+	if (e == NULL)
+	{
+		apikey_overflow_add(dbid, 0, 0, 1, response_ms);
+		return;
+	}
+	slot = apikey_slot_for(e, apikey_hour_of(now));
+	slot->responses++;
+	slot->response_ms += response_ms;
+	if (status_code >= 500)
+		slot->server_errors++;
+	else if (status_code >= 400)
+		slot->client_errors++;
+	e->touched = now;
+	dshash_release_lock(apikey_area_table(APIKEY_TABLE_PENDING), e);
+}
+
+/* ---- flushing ----------------------------------------------------------- */
+
+/*
+ * Copy the counts of up to max keys of database dbid into buf and mark
+ * their entries as this backend's, counting them in *n as it goes.  *more is set when
+ * keys were left (buf full, or entries held by another flush).  Entries
+ * that have stayed empty for a minute are removed on the way (at once when
+ * the table is nearly full).  The caller must have arranged for
+ * apikey_pending_settle to run whatever happens (flush.c's transaction
+ * callbacks) before calling this.
+ */
+void
+apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
+					TimestampTz now, bool *more)
+{
+	dshash_seq_status status;
+	ApikeyPendingEntry *e;
+	int			me = apikey_my_procno();
+	bool		pressed = pg_atomic_read_u32(&apikey_pd->entries) >
+		(uint32) apikey_max_tracked_keys / 10 * 9;
+
+	*more = false;
+	dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), true);
+	while ((e = dshash_seq_next(&status)) != NULL)
+	{
+		if (e->key.dbid != dbid)
+			continue;
+		if (e->owner != -1)
+		{
+			/* another flush (or an earlier chunk of ours) holds it */
+			if (e->owner != me)
+				*more = true;
+			continue;
+		}
+		if (apikey_entry_empty(e))
+		{
+			if (pressed || now - e->touched >= APIKEY_PENDING_IDLE_USEC)
+			{
+				dshash_delete_current(&status);
+				pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
+			}
+			continue;
+		}
+		if (*n == max)
+		{
+			*more = true;
+			break;
+		}
+		buf[*n].key = e->key;
+		memcpy(buf[*n].slot, e->slot, sizeof(e->slot));
+		memcpy(buf[*n].denied_by, e->denied_by, sizeof(e->denied_by));
+		e->owner = me;
+		/* counted before the next entry: an ERROR leaves nothing unreleased */
+		(*n)++;
+	}
+	dshash_seq_term(&status);
+}
+
+/*
+ * End a flush's hold on the keys it took.  logged: its copy is (about to
+ * be) durable, so subtract it; otherwise the counts simply stay.  Never
+ * allocates and never raises an ERROR: it runs in transaction callbacks.
+ */
+void
+apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged)
+{
+	dshash_table *t = apikey_area_table(APIKEY_TABLE_PENDING);
+	int			me = apikey_my_procno();
+
+	for (int i = 0; i < n; i++)
+	{
+		ApikeyPendingEntry *e = dshash_find(t, &keys[i].key, true);
+
+		if (e == NULL)
+			continue;			/* its database was forgotten meanwhile */
+		if (e->owner == me)
+		{
+			if (logged)
+			{
+				for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+					apikey_slot_subtract(e, &keys[i].slot[s]);
+				for (int c = 0; c < APIKEY_NUM_CODES; c++)
+					e->denied_by[c] = Max(e->denied_by[c] - keys[i].denied_by[c], 0);
+			}
+			e->owner = -1;
+		}
+		dshash_release_lock(t, e);
+	}
+}
+
+/* A database was dropped, or the extension left it: its counts go. */
+void
+apikey_pending_forget_database(Oid dbid)
+{
+	dshash_seq_status status;
+	ApikeyPendingEntry *e;
+
+	dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), true);
+	while ((e = dshash_seq_next(&status)) != NULL)
+	{
+		if (e->key.dbid == dbid)
+		{
+			dshash_delete_current(&status);
+			pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
+		}
+	}
+	dshash_seq_term(&status);
+
+	for (int i = 0; i < APIKEY_OVERFLOW_DBS - 1; i++)
+	{
+		ApikeyOverflowSlot *o = &apikey_pd->overflow[i];
+
+		SpinLockAcquire(&o->mutex);
+		if (o->dbid == dbid)
+		{
+			o->dbid = InvalidOid;
+			memset(&o->counts, 0, sizeof(o->counts));
+		}
+		SpinLockRelease(&o->mutex);
+	}
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+/*
+ * Every key of dbid with pending counts, in palloc'd *rows.  The array is
+ * sized before the scan (no allocation under a partition lock); if keys
+ * were added meanwhile beyond it, the scan is repeated with more room.
+ */
+int
+apikey_pending_snapshot(Oid dbid, ApikeyPendingRow **rows)
+{
+	for (;;)
+	{
+		int			cap = (int) Min((int64) pg_atomic_read_u32(&apikey_pd->entries) + 64,
+									(int64) (MaxAllocHugeSize / sizeof(ApikeyPendingRow)));
+		ApikeyPendingRow *r = palloc_extended(cap * sizeof(ApikeyPendingRow),
+											  MCXT_ALLOC_HUGE);
+		dshash_seq_status status;
+		ApikeyPendingEntry *e;
+		int			n = 0;
+		bool		full = false;
+
+		dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), false);
+		while ((e = dshash_seq_next(&status)) != NULL)
+		{
+			if (e->key.dbid != dbid || apikey_entry_empty(e))
+				continue;
+			if (n == cap)
+			{
+				full = true;
+				break;
+			}
+			memcpy(r[n].key_id, e->key.key_id, sizeof(r[n].key_id));
+			memcpy(r[n].slot, e->slot, sizeof(e->slot));
+			memcpy(r[n].denied_by, e->denied_by, sizeof(e->denied_by));
+			n++;
+		}
+		dshash_seq_term(&status);
+		if (!full)
+		{
+			*rows = r;
+			return n;
+		}
+		pfree(r);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+apikey_pending_overflow(Oid dbid, ApikeyOverflowCounts *counts)
+{
+	memset(counts, 0, sizeof(*counts));
+	for (int i = 0; i < APIKEY_OVERFLOW_DBS; i++)
+	{
+		ApikeyOverflowSlot *o = &apikey_pd->overflow[i];
+
+		SpinLockAcquire(&o->mutex);
+		if (o->dbid == dbid || i == APIKEY_OVERFLOW_DBS - 1)
+		{
+			counts->requests += o->counts.requests;
+			counts->denied += o->counts.denied;
+			counts->responses += o->counts.responses;
+			counts->response_ms += o->counts.response_ms;
+		}
+		SpinLockRelease(&o->mutex);
+	}
+}
+
+/* ---- the shutdown dump -------------------------------------------------- */
+
+/* Write every entry with counts; returns how many, -1 if writing failed. */
+int64
+apikey_pending_dump(FILE *file)
+{
+#define DUMP_BATCH 64
+	ApikeyTakenKey batch[DUMP_BATCH];
+	dshash_seq_status status;
+	ApikeyPendingEntry *e;
+	int			n = 0;
+	int64		written = 0;
+	bool		ok = true;
+
+	dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), false);
+	while ((e = dshash_seq_next(&status)) != NULL)
+	{
+		if (apikey_entry_empty(e))
+			continue;
+		batch[n].key = e->key;
+		memcpy(batch[n].slot, e->slot, sizeof(e->slot));
+		memcpy(batch[n].denied_by, e->denied_by, sizeof(e->denied_by));
+		if (++n == DUMP_BATCH)
+		{
+			ok &= fwrite(batch, sizeof(ApikeyTakenKey), n, file) == (size_t) n;
+			written += n;
+			n = 0;
+		}
+	}
+	dshash_seq_term(&status);
+	if (n > 0)
+	{
+		ok &= fwrite(batch, sizeof(ApikeyTakenKey), n, file) == (size_t) n;
+		written += n;
+	}
+	return ok ? written : -1;
+#undef DUMP_BATCH
+}
+
+/* Add saved counts back; false when there is no room for the key. */
+bool
+apikey_pending_restore(const ApikeyTakenKey *saved)
+{
+	ApikeyPendingEntry *e = apikey_pending_entry(saved->key.dbid, saved->key.key_id);
+
+	if (e == NULL)
+		return false;
+	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+	{
+		if (!apikey_slot_empty(&saved->slot[s]))
+			apikey_slot_add(apikey_slot_for(e, saved->slot[s].bucket), &saved->slot[s]);
+	}
+	for (int c = 0; c < APIKEY_NUM_CODES; c++)
+		e->denied_by[c] += saved->denied_by[c];
+	dshash_release_lock(apikey_area_table(APIKEY_TABLE_PENDING), e);
+	return true;
+}

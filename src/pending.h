@@ -1,0 +1,89 @@
+/*
+ * pending.h
+ *		Usage counts of keys not yet written to the tables: requests,
+ *		denials and apikey_record's response statistics per key and hour, in
+ *		a shared table whose entries live from a key's first count until it
+ *		has been idle for a while after its counts were logged.
+ */
+#ifndef APIKEY_PENDING_H
+#define APIKEY_PENDING_H
+
+#include <stdio.h>
+
+#include "datatype/timestamp.h"
+
+#include "apikey.h"
+#include "area.h"
+
+/* Counts of one key in one hour. */
+typedef struct ApikeyUsageSlot
+{
+	TimestampTz bucket;			/* start of the hour; 0 = empty slot */
+	TimestampTz last_used;		/* latest VALID, 0 = none */
+	int64		requests;		/* VALID verifications */
+	int64		denied;			/* failed verifications of a known key */
+	int64		responses;		/* apikey_record calls */
+	double		response_ms;	/* sum of their response times */
+	int64		client_errors;	/* apikey_record with status 400-499 */
+	int64		server_errors;	/* apikey_record with status >= 500 */
+} ApikeyUsageSlot;
+
+#define APIKEY_PENDING_SLOTS 2
+
+/* What a flush copied out of one key's entry. */
+typedef struct ApikeyTakenKey
+{
+	ApikeyKeyRef key;
+	ApikeyUsageSlot slot[APIKEY_PENDING_SLOTS];
+	int32		denied_by[APIKEY_NUM_CODES];
+} ApikeyTakenKey;
+
+/* One key's pending counts, for apikey_stats and the exact usage views. */
+typedef struct ApikeyPendingRow
+{
+	char		key_id[APIKEY_KEY_ID_MAXLEN + 1];
+	ApikeyUsageSlot slot[APIKEY_PENDING_SLOTS];
+	int32		denied_by[APIKEY_NUM_CODES];
+} ApikeyPendingRow;
+
+/* Counts of a database that found no room for an entry (no key). */
+typedef struct ApikeyOverflowCounts
+{
+	int64		requests;
+	int64		denied;
+	int64		responses;
+	double		response_ms;
+} ApikeyOverflowCounts;
+
+extern void apikey_pending_register(void);
+extern Size apikey_pending_shmem_size(void);
+extern void apikey_pending_shmem_init(void);
+
+/* The request path. */
+extern void apikey_pending_count_verify(Oid dbid, const char *key_id,
+										ApikeyCode code, TimestampTz now);
+extern void apikey_pending_count_response(Oid dbid, const char *key_id,
+										  int32 status_code, double response_ms,
+										  TimestampTz now);
+
+/* Flushing: copy counts out, subtract them once they are durable. */
+extern void apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
+								TimestampTz now, bool *more);
+extern void apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged);
+extern void apikey_pending_forget_database(Oid dbid);
+
+/* Server-wide totals of verification results. */
+extern void apikey_totals_add(ApikeyCode code);
+extern void apikey_totals_read(int64 by_code[APIKEY_NUM_CODES]);
+
+/* Reading. */
+extern int	apikey_pending_snapshot(Oid dbid, ApikeyPendingRow **rows);
+extern void apikey_pending_overflow(Oid dbid, ApikeyOverflowCounts *counts);
+extern int64 apikey_pending_entries(void);
+extern Size apikey_pending_entry_bytes(void);
+
+/* The shutdown dump (dump.c). */
+extern int64 apikey_pending_dump(FILE *file);
+extern bool apikey_pending_restore(const ApikeyTakenKey *saved);
+
+#endif							/* APIKEY_PENDING_H */
