@@ -9,7 +9,7 @@ OBJS = apikey.o \
        src/token.o src/scope.o src/ratewindow.o \
        src/area.o src/ratelimit.o src/pending.o src/failures.o src/launcher_state.o \
        src/dump.o src/catalog.o src/safesql.o src/visibility.o \
-       src/verify.o src/flush.o src/usage.o src/definer.o src/keys.o src/tenants.o \
+       src/verify.o src/flush.o src/usage.o src/definer.o src/keys.o src/tenants.o src/metrics.o \
        src/worker.o
 # Released scripts are frozen files (test: sql/released_scripts.sql); every
 # change to SQL objects is a new version with its own update script.

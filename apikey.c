@@ -16,6 +16,7 @@
 
 #include "apikey.h"
 #include "area.h"
+#include "dump.h"
 #include "compat.h"
 #include "failures.h"
 #include "flush.h"
@@ -78,6 +79,7 @@ apikey_shmem_size(void)
 	size = add_size(size, apikey_failures_shmem_size());
 	size = add_size(size, apikey_launcher_shmem_size());
 	size = add_size(size, apikey_worker_shmem_size());
+	size = add_size(size, apikey_dump_shmem_size());
 	return size;
 }
 
@@ -101,6 +103,7 @@ apikey_shmem_startup(void)
 	apikey_failures_shmem_init();
 	apikey_launcher_shmem_init();
 	apikey_worker_shmem_init();
+	apikey_dump_shmem_init();
 	apikey_area_shmem_init();	/* last: creates the tables registered above */
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -117,7 +117,8 @@ SELECT valid, code, key_id = :'ke' AS same_key_id, user_id IS NULL AS no_user_id
 --
 -- IP allowlist: with allowed_ips set, client_ip must lie inside one of the
 -- networks; a missing client_ip or one of the other address family is
--- FORBIDDEN.
+-- FORBIDDEN.  An IPv4-mapped IPv6 address (::ffff:10.1.2.3, what a
+-- dual-stack listener reports for an IPv4 client) is the IPv4 address.
 --
 SELECT key_id AS ki, key AS ti FROM apikey_generate('user-5', 'office only') \gset
 UPDATE apikey_keys SET allowed_ips = '{10.0.0.0/8}' WHERE key_id = :'ki';

@@ -9,6 +9,11 @@
  *		After a crash there is no file: at most one flush interval of counts
  *		is lost and windows start afresh.
  *
+ *		The file is read back by whichever process first needs the counters
+ *		(a verification, or the launcher), and everyone else waits for that:
+ *		a rate-limited key must not be admitted from a fresh window while
+ *		its saved window is still on disk.
+ *
  *		The file starts with a versioned header that records the layout of
  *		its records.  A file written by another version of the library, or
  *		with another layout (the format of apikey 2.0 and 1.0 included), is
@@ -20,6 +25,9 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/shmem.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/fd.h"
@@ -46,7 +54,44 @@ typedef struct ApikeyDumpHeader
 	int64		nwindows;
 	int64		npending;
 	TimestampTz written_at;
+	uint64		lifetime;		/* of the shared memory that wrote it */
 } ApikeyDumpHeader;
+
+typedef enum ApikeyDumpState
+{
+	APIKEY_DUMP_NOT_LOADED = 0,
+	APIKEY_DUMP_LOADING,
+	APIKEY_DUMP_LOADED
+} ApikeyDumpState;
+
+typedef struct ApikeyDumpShared
+{
+	pg_atomic_uint32 state;
+	ConditionVariable loaded;
+	uint64		lifetime;		/* tells this shared memory's dumps apart */
+} ApikeyDumpShared;
+
+static ApikeyDumpShared *apikey_ds = NULL;
+
+Size
+apikey_dump_shmem_size(void)
+{
+	return MAXALIGN(sizeof(ApikeyDumpShared));
+}
+
+void
+apikey_dump_shmem_init(void)
+{
+	bool		found;
+
+	apikey_ds = ShmemInitStruct("apikey dump", sizeof(ApikeyDumpShared), &found);
+	if (!found)
+	{
+		pg_atomic_init_u32(&apikey_ds->state, APIKEY_DUMP_NOT_LOADED);
+		ConditionVariableInit(&apikey_ds->loaded);
+		apikey_ds->lifetime = (uint64) GetCurrentTimestamp() ^ ((uint64) getpid() << 32);
+	}
+}
 
 static void
 apikey_dump_header_init(ApikeyDumpHeader *h)
@@ -73,6 +118,7 @@ apikey_dump_write(void)
 
 	apikey_dump_header_init(&h);
 	h.written_at = now;
+	h.lifetime = apikey_ds->lifetime;
 	file = AllocateFile(APIKEY_DUMP_TMP, PG_BINARY_W);
 	if (file == NULL)
 		goto error;
@@ -106,10 +152,12 @@ error:
 }
 
 /*
- * Read the dump back and remove it.  Runs in the launcher, in a transaction
- * (adding entries may need a subtransaction; see area.c).
+ * Read the dump back and remove it.  In a transaction (adding entries may
+ * need a subtransaction; see area.c).  A file written by this same shared
+ * memory (by a launcher that was terminated, not at a shutdown) is removed
+ * unread: everything in it is still in memory.
  */
-void
+static void
 apikey_dump_load(void)
 {
 	FILE	   *file = AllocateFile(APIKEY_DUMP_FILE, PG_BINARY_R);
@@ -139,6 +187,8 @@ apikey_dump_load(void)
 				 errdetail("Rate-limit windows start afresh and counts pending at the last shutdown are lost.")));
 		goto done;
 	}
+	if (h.lifetime == apikey_ds->lifetime)
+		goto done;
 	for (int64 i = 0; i < h.nwindows; i++)
 	{
 		ApikeyWindowEntry w;
@@ -175,4 +225,48 @@ truncated:
 done:
 	FreeFile(file);
 	unlink(APIKEY_DUMP_FILE);
+}
+
+/*
+ * Make sure the previous run's dump has been read before counting: the
+ * first process to get here reads it, any other waits until it is done.
+ * Cheap once done (one atomic read).
+ */
+void
+apikey_dump_ensure_loaded(void)
+{
+	uint32		expected = APIKEY_DUMP_NOT_LOADED;
+
+	if (pg_atomic_read_u32(&apikey_ds->state) == APIKEY_DUMP_LOADED)
+		return;
+	if (pg_atomic_compare_exchange_u32(&apikey_ds->state, &expected, APIKEY_DUMP_LOADING))
+	{
+		PG_TRY();
+		{
+			apikey_dump_load();
+		}
+		PG_FINALLY();
+		{
+			/* even after an ERROR: waiting for ever would be worse */
+			pg_atomic_write_u32(&apikey_ds->state, APIKEY_DUMP_LOADED);
+			ConditionVariableBroadcast(&apikey_ds->loaded);
+		}
+		PG_END_TRY();
+		return;
+	}
+	ConditionVariablePrepareToSleep(&apikey_ds->loaded);
+	while (pg_atomic_read_u32(&apikey_ds->state) != APIKEY_DUMP_LOADED)
+		ConditionVariableSleep(&apikey_ds->loaded, PG_WAIT_EXTENSION);
+	ConditionVariableCancelSleep();
+}
+
+/*
+ * For a launcher (re)starting: load the previous run's dump if nobody has,
+ * and remove a file a terminated launcher of this run left behind.
+ */
+void
+apikey_dump_launcher_start(void)
+{
+	apikey_dump_ensure_loaded();
+	apikey_dump_load();
 }

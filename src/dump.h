@@ -7,7 +7,10 @@
 #ifndef APIKEY_DUMP_H
 #define APIKEY_DUMP_H
 
+extern Size apikey_dump_shmem_size(void);
+extern void apikey_dump_shmem_init(void);
 extern void apikey_dump_write(void);
-extern void apikey_dump_load(void);
+extern void apikey_dump_ensure_loaded(void);
+extern void apikey_dump_launcher_start(void);
 
 #endif							/* APIKEY_DUMP_H */

@@ -263,6 +263,7 @@ apikey_scopes_from_json(PG_FUNCTION_ARGS)
 	Jsonb	   *jb = PG_GETARG_JSONB_P(0);
 	ArrayBuildState *astate = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	int			count;
+	int			nscopes = 0;
 
 	if (!JB_ROOT_IS_ARRAY(jb) || JB_ROOT_IS_SCALAR(jb))
 		ereport(ERROR,
@@ -307,6 +308,12 @@ apikey_scopes_from_json(PG_FUNCTION_ARGS)
 										"\"actions\" must be a non-empty array of strings", i + 1);
 			scope = cstring_to_text(psprintf("%s:%s", resource, action));
 			apikey_check_scope_text(scope, i + 1);
+			if (++nscopes > APIKEY_MAX_SCOPES)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("too many scopes (more than %d)", APIKEY_MAX_SCOPES),
+						 errdetail("A key may hold at most %d scopes.", APIKEY_MAX_SCOPES),
+						 errhint("Use wildcards such as documents:* instead of listing every action.")));
 			astate = accumArrayResult(astate, PointerGetDatum(scope), false,
 									  TEXTOID, CurrentMemoryContext);
 		}

@@ -245,3 +245,19 @@ apikey_launcher_forget_database(Oid dbid)
 	}
 	SpinLockRelease(&apikey_ls->mutex);
 }
+
+/* The databases with recorded step times, for monitoring; returns how many. */
+int
+apikey_launcher_step_databases(Oid *dbids, int max)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&apikey_ls->mutex);
+	for (int i = 0; i < APIKEY_MAX_STEP_DBS && n < max; i++)
+	{
+		if (apikey_ls->steps[i].dbid != InvalidOid)
+			dbids[n++] = apikey_ls->steps[i].dbid;
+	}
+	SpinLockRelease(&apikey_ls->mutex);
+	return n;
+}

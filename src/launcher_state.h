@@ -38,5 +38,6 @@ extern bool apikey_launcher_housekeeping_requested(void);
 extern void apikey_launcher_step_done(Oid dbid, ApikeyVisitStep step, TimestampTz at);
 extern TimestampTz apikey_launcher_step_time(Oid dbid, ApikeyVisitStep step);
 extern void apikey_launcher_forget_database(Oid dbid);
+extern int	apikey_launcher_step_databases(Oid *dbids, int max);
 
 #endif							/* APIKEY_LAUNCHER_STATE_H */

@@ -203,16 +203,16 @@ apikey_slot_for(ApikeyPendingEntry *e, TimestampTz bucket)
  * counts are taken from there.
  */
 static void
-apikey_slot_subtract(ApikeyPendingEntry *e, const ApikeyUsageSlot *copy)
+apikey_slot_subtract(ApikeyUsageSlot *slots, const ApikeyUsageSlot *copy)
 {
 	ApikeyUsageSlot *s;
 
 	if (apikey_slot_empty(copy))
 		return;
-	if (e->slot[0].bucket == copy->bucket)
-		s = &e->slot[0];
-	else if (e->slot[1].bucket != 0)
-		s = &e->slot[1];
+	if (slots[0].bucket == copy->bucket)
+		s = &slots[0];
+	else if (slots[1].bucket != 0)
+		s = &slots[1];
 	else
 		return;					/* cannot happen: the entry was ours */
 	s->requests = Max(s->requests - copy->requests, 0);
@@ -462,7 +462,7 @@ apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged)
 			if (logged)
 			{
 				for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
-					apikey_slot_subtract(e, &keys[i].slot[s]);
+					apikey_slot_subtract(e->slot, &keys[i].slot[s]);
 				for (int c = 0; c < APIKEY_NUM_CODES; c++)
 					e->denied_by[c] = Max(e->denied_by[c] - keys[i].denied_by[c], 0);
 			}
@@ -470,6 +470,20 @@ apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged)
 		}
 		dshash_release_lock(t, e);
 	}
+}
+
+/*
+ * What a snapshot row shows once this backend's own open flush, which
+ * holds a copy in the usage log it is writing, is taken into account:
+ * inside that transaction the copy is already in the tables.
+ */
+void
+apikey_pending_remove_copy(ApikeyPendingRow *row, const ApikeyTakenKey *copy)
+{
+	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+		apikey_slot_subtract(row->slot, &copy->slot[s]);
+	for (int c = 0; c < APIKEY_NUM_CODES; c++)
+		row->denied_by[c] = Max(row->denied_by[c] - copy->denied_by[c], 0);
 }
 
 /* A database was dropped, or the extension left it: its counts go. */
@@ -538,6 +552,7 @@ apikey_pending_snapshot(Oid dbid, ApikeyPendingRow **rows)
 			memcpy(r[n].key_id, e->key.key_id, sizeof(r[n].key_id));
 			memcpy(r[n].slot, e->slot, sizeof(e->slot));
 			memcpy(r[n].denied_by, e->denied_by, sizeof(e->denied_by));
+			r[n].held_by_me = e->owner == apikey_my_procno();
 			n++;
 		}
 		dshash_seq_term(&status);

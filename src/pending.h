@@ -44,6 +44,7 @@ typedef struct ApikeyPendingRow
 	char		key_id[APIKEY_KEY_ID_MAXLEN + 1];
 	ApikeyUsageSlot slot[APIKEY_PENDING_SLOTS];
 	int32		denied_by[APIKEY_NUM_CODES];
+	bool		held_by_me;		/* this backend's open flush copied it */
 } ApikeyPendingRow;
 
 /* Counts of a database that found no room for an entry (no key). */
@@ -70,6 +71,7 @@ extern void apikey_pending_count_response(Oid dbid, const char *key_id,
 extern void apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 								TimestampTz now, bool *more);
 extern void apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged);
+extern void apikey_pending_remove_copy(ApikeyPendingRow *row, const ApikeyTakenKey *copy);
 extern void apikey_pending_forget_database(Oid dbid);
 
 /* Server-wide totals of verification results. */

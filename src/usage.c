@@ -28,6 +28,7 @@
 #include "apikey.h"
 #include "area.h"
 #include "catalog.h"
+#include "dump.h"
 #include "compat.h"
 #include "flush.h"
 #include "launcher_state.h"
@@ -79,6 +80,7 @@ apikey_record(PG_FUNCTION_ARGS)
 	ApikeyKeyRow row;
 
 	apikey_require_preload();
+	apikey_dump_ensure_loaded();
 	key_id = apikey_key_id_arg(fcinfo, 0);
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -121,6 +123,7 @@ apikey_rate_limit_status(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {true, true, true};
 
 	apikey_require_preload();
+	apikey_dump_ensure_loaded();
 	key_id = apikey_key_id_arg(fcinfo, 0);
 	nspid = apikey_fn_namespace(fcinfo);
 	InitMaterializedSRF(fcinfo, 0);
@@ -234,8 +237,10 @@ apikey_stats_internal(PG_FUNCTION_ARGS)
 	ApikeyOverflowCounts overflow;
 
 	apikey_require_preload();
+	apikey_dump_ensure_loaded();
 	InitMaterializedSRF(fcinfo, 0);
 	npending = apikey_pending_snapshot(MyDatabaseId, &pending);
+	apikey_flush_adjust_snapshot(pending, npending);
 	nwindows = apikey_ratelimit_snapshot(MyDatabaseId, GetCurrentTimestamp(), &windows);
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -338,7 +343,11 @@ apikey_pending_usage(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (apikey_area_ready())
+	{
+		apikey_dump_ensure_loaded();
 		npending = apikey_pending_snapshot(MyDatabaseId, &pending);
+		apikey_flush_adjust_snapshot(pending, npending);
+	}
 
 	/* the log, read as the table's owner (the caller may not read it) */
 	rel = table_open(get_relname_relid("apikey_usage_log", nspid), AccessShareLock);
@@ -423,7 +432,10 @@ apikey_flush(PG_FUNCTION_ARGS)
 
 	/* Without the preloaded library nothing can be pending, but a log can. */
 	if (apikey_area_ready())
+	{
+		apikey_dump_ensure_loaded();
 		n = apikey_log_pending(nspid);
+	}
 	apikey_fold_usage_log(nspid);
 	if (apikey_area_ready())
 	{

@@ -35,6 +35,7 @@
 #include "apikey.h"
 #include "area.h"
 #include "catalog.h"
+#include "dump.h"
 #include "compat.h"
 #include "failures.h"
 #include "keys.h"
@@ -311,6 +312,7 @@ apikey_verify_2_0(PG_FUNCTION_ARGS)
 	ApikeyKeyRow *row = &res.row;
 
 	apikey_require_preload();
+	apikey_dump_ensure_loaded();
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -385,6 +387,7 @@ apikey_verify_1_0(PG_FUNCTION_ARGS)
 	bool		nulls[4] = {false, false, true, true};
 
 	apikey_require_preload();
+	apikey_dump_ensure_loaded();
 	apikey_verify_internal(apikey_fn_namespace(fcinfo), PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						   NULL,
 						   apikey_normalize_client(PG_ARGISNULL(1) ? NULL : PG_GETARG_INET_PP(1)),

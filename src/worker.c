@@ -103,7 +103,6 @@ typedef enum ApikeyVisitOutcome
 typedef struct ApikeyWorkerShared
 {
 	int			outcome[APIKEY_MAX_VISITS];
-	bool		dump_loaded;	/* once per shared memory lifetime */
 } ApikeyWorkerShared;
 
 typedef struct ApikeyVisitArgs
@@ -381,34 +380,42 @@ apikey_count_counting_backends(void)
 }
 
 /*
- * A clean shutdown: wait (a little) for the sessions and visits that could
- * still count to go, then save windows and pending counts.
+ * SIGTERM: the server is shutting down, or someone terminated the launcher.
+ * A bgworker cannot tell which from the signal, so wait a little for the
+ * sessions and visits that could still count: at a shutdown they all go,
+ * and then windows and pending counts are saved; if they stay, this was
+ * pg_terminate_backend and nothing is saved (memory keeps everything).
+ * Either way exit with 1: the postmaster restarts a terminated launcher, and
+ * during a shutdown it restarts nothing.
  */
 static void
 apikey_launcher_shutdown(void)
 {
 	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													  APIKEY_SHUTDOWN_WAIT_MS);
+	int			counting;
 
-	while (apikey_count_counting_backends() > 0 && GetCurrentTimestamp() < give_up)
+	while ((counting = apikey_count_counting_backends()) > 0 &&
+		   GetCurrentTimestamp() < give_up)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 50, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-	apikey_dump_write();
-	proc_exit(0);
+	if (counting == 0)
+		apikey_dump_write();
+	proc_exit(1);
 }
 
-/* Load the shutdown dump once per shared memory lifetime. */
+/*
+ * Load the shutdown dump of the previous server run.  (A launcher restarted
+ * within this run finds no file, or one it removes unread: dump.c.)
+ */
 static void
 apikey_launcher_load_dump(void)
 {
-	if (apikey_worker_shared->dump_loaded)
-		return;
-	apikey_worker_shared->dump_loaded = true;
 	StartTransactionCommand();
-	apikey_dump_load();
+	apikey_dump_launcher_start();
 	CommitTransactionCommand();
 }
 

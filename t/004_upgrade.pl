@@ -1,5 +1,6 @@
 # t/004_upgrade.pl -- the org migration: ALTER EXTENSION apikey UPDATE TO
-# '2.0', its rollback, the update paths, schema equality and scale.
+# '2.0' (the released 1.0 -> 2.0 script) and '2.1' (from the security
+# release 1.1), their rollbacks, the update paths, schema equality and scale.
 #
 #   * 1.0 with users in several organizations, a user without one, a key of a
 #     user that no longer exists, expired and inactive keys and usage history
@@ -11,9 +12,12 @@
 #     and nothing changed (still 1.0, still verifying);
 #   * 1.0 -> 2.0 -> 1.0 -> 2.0: scoped keys are deactivated on the way down
 #     with a WARNING; a key without created_by stops the downgrade;
-#   * pg_extension_update_paths lists both directions;
-#   * a fresh 2.0 install and 1.0 + update have the same catalog (member
-#     objects compared one by one) and the same pg_dump --schema-only;
+#   * the same round trip through the security release: 2.0 -> 2.1 -> 1.1
+#     -> 2.1, every token verifying at each step;
+#   * pg_extension_update_paths lists the paths, and none back to 2.0;
+#   * a fresh install (2.1), 1.0 -> 2.0 -> 2.1 and 1.0 -> 1.1 -> 2.1 have the
+#     same catalog (member objects compared one by one) and the same
+#     pg_dump --schema-only;
 #   * 100,000 keys migrate (the time is reported).
 #
 # The workers are off on this node so that counts move only at apikey_flush()
@@ -295,26 +299,80 @@ is($node->safe_psql('legacy',
 cmp_ok($node->safe_psql('legacy', 'SELECT count(*) FROM apikey_events'),
 	'>', $events_before, 'the audit trail survives the round trip');
 
+# ---- the security release: 2.0 -> 2.1 -> 1.1 -> 2.1 ----------------------------
+
+($ret, $out, $err) = try_sql('legacy', "ALTER EXTENSION apikey UPDATE TO '2.1'");
+is($ret, 0, '2.0 -> 2.1 succeeds') or diag($err);
+is(verify20('legacy', 'a'), 'VALID|10', '2.1: VALID in org 10');
+is(verify20('legacy', 'd'), 'VALID|30', '2.1: VALID in org 30');
+is(verify20('legacy', 's'), 'REVOKED|', '2.1: the deactivated key stays inactive');
+($ret, $out, $err) = try_sql('legacy', "ALTER EXTENSION apikey UPDATE TO '1.1'");
+is($ret, 0, '2.1 -> 1.1 succeeds') or diag($err);
+is($node->safe_psql('legacy', "SELECT extversion FROM pg_extension WHERE extname = 'apikey'"),
+	'1.1', 'the extension is 1.1');
+is(verify10('legacy', 'a'), 't|VALID|1', '1.1: the key of user 1 verifies, user_id from created_by');
+is(verify10('legacy', 'u'), 't|VALID|2', '1.1: the key created in 2.0 verifies for its created_by');
+is(verify10('legacy', 'e'), 'f|NOT_FOUND|', '1.1: deleted orphans do not come back');
+($ret, $out, $err) = try_sql('legacy', $mapping_sql . "ALTER EXTENSION apikey UPDATE TO '2.1'");
+is($ret, 0, '1.1 -> 2.1 (the org migration from the security release) succeeds') or diag($err);
+like($err, qr/WARNING:  API KEY MIGRATION WARNING.*Migrated 8 API key\(s\).*Deleted 0 orphaned key\(s\).*ACTION REQUIRED: review your API keys/s,
+	'... with the migration warning: 8 migrated, none deleted');
+is(verify20('legacy', 'a'), 'VALID|10', '2.1 again: VALID in org 10');
+is(verify20('legacy', 'c'), 'VALID|20', '2.1 again: VALID in org 20');
+is($node->safe_psql('legacy', qq{
+		SELECT count(*) FROM apikey_events WHERE event = 'migrated'
+		   AND details->>'from_version' = '1.1' AND details->>'to_version' = '2.1'}),
+	'8', 'one migrated event per key, naming 1.1 -> 2.1');
+$node->safe_psql('legacy', 'SELECT apikey_flush()');
+is($node->safe_psql('legacy',
+		"SELECT usage_count >= $usage_count_before{ $key{a} } + 3 FROM apikey_keys WHERE key_id = '$key{a}'"),
+	't', 'usage history survives the security release round trip');
+
 # ---- update paths -------------------------------------------------------------
 
+# Direct steps, and that nothing leads back to 2.0 (it would reinstall the
+# holes 2.1 closes).  Multi-step paths (1.0 -> 2.1 goes through 1.1 or 2.0,
+# which end in the same catalog: see below) are not spelled out.
 is($node->safe_psql('legacy', qq{
-		SELECT string_agg(source || '>' || target || ':' || path, ',' ORDER BY source)
-		  FROM pg_extension_update_paths('apikey') WHERE path IS NOT NULL}),
-	'1.0>2.0:1.0--2.0,2.0>1.0:2.0--1.0',
-	'pg_extension_update_paths lists 1.0 -> 2.0 and 2.0 -> 1.0');
+		SELECT string_agg(source || '>' || target, ',' ORDER BY source, target)
+		  FROM pg_extension_update_paths('apikey')
+		 WHERE path = source || '--' || target}),
+	'1.0>1.1,1.0>2.0,1.1>2.1,2.0>1.0,2.0>2.1,2.1>1.1',
+	'pg_extension_update_paths: the direct steps');
+is($node->safe_psql('legacy', qq{
+		SELECT count(*) FROM pg_extension_update_paths('apikey')
+		 WHERE target = '2.0' AND source NOT IN ('1.0') AND path IS NOT NULL}),
+	'0', 'no path leads from 1.1 or 2.1 back to 2.0');
 
 # ============================================================================
-# Schema equality: fresh 2.0 vs 1.0 + update.
+# Schema equality: a fresh install vs 1.0 -> 2.0 -> 2.1 (the released path,
+# then the security release) vs 1.0 -> 1.1 -> 2.1 (the legacy security
+# release, then the org migration).
 # ============================================================================
+my $default_version = $node->safe_psql('postgres',
+	"SELECT default_version FROM pg_available_extensions WHERE name = 'apikey'");
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION apikey');
+my $org_mapping = q{SET apikey.org_mapping = 'SELECT * FROM (VALUES (''u1'', ''o1''), (''u2'', ''o2'')) AS m(user_id, org_id)'};
 $node->safe_psql('postgres', 'CREATE DATABASE upgraded');
 $node->safe_psql('upgraded', qq{
 	CREATE EXTENSION apikey VERSION '1.0';
 	SELECT apikey_generate('u1', 'one');
 	SELECT apikey_generate('u2', 'two');
-	SET apikey.org_mapping = 'SELECT * FROM (VALUES (''u1'', ''o1''), (''u2'', ''o2'')) AS m(user_id, org_id)';
+	$org_mapping;
 	ALTER EXTENSION apikey UPDATE TO '2.0';
+	ALTER EXTENSION apikey UPDATE TO '2.1';
+	ALTER EXTENSION apikey UPDATE TO '$default_version';
+});
+$node->safe_psql('postgres', 'CREATE DATABASE legacy_release');
+$node->safe_psql('legacy_release', qq{
+	CREATE EXTENSION apikey VERSION '1.0';
+	SELECT apikey_generate('u1', 'one');
+	SELECT apikey_generate('u2', 'two');
+	ALTER EXTENSION apikey UPDATE TO '1.1';
+	$org_mapping;
+	ALTER EXTENSION apikey UPDATE TO '2.1';
+	ALTER EXTENSION apikey UPDATE TO '$default_version';
 });
 
 # One line per member object of the extension, with everything that defines it.
@@ -410,6 +468,7 @@ ORDER BY 1
 
 my $fp_fresh = $node->safe_psql('fresh', $fingerprint_sql);
 my $fp_upgraded = $node->safe_psql('upgraded', $fingerprint_sql);
+my $fp_legacy = $node->safe_psql('legacy_release', $fingerprint_sql);
 
 # Report differences line by line rather than two walls of text.
 sub compare_lines
@@ -420,8 +479,8 @@ sub compare_lines
 	my @only_a = grep { !$in_b{$_} } split /\n/, $a;
 	my @only_b = grep { !$in_a{$_} } split /\n/, $b;
 	ok($a eq $b, $name)
-	  or diag("only in fresh 2.0:\n  " . join("\n  ", @only_a)
-		  . "\nonly in 1.0 + update:\n  " . join("\n  ", @only_b));
+	  or diag("only in the fresh install:\n  " . join("\n  ", @only_a)
+		  . "\nonly in the updated one:\n  " . join("\n  ", @only_b));
 }
 
 my $n_members = () = $fp_fresh =~ /\n/g;
@@ -433,7 +492,9 @@ like($fp_fresh, qr/^view apikey_stats => /m, '... views');
 like($fp_fresh, qr/^type apikey_verification => /m, '... types');
 like($fp_fresh, qr/^sequence apikey_events_event_id_seq => /m, '... sequences');
 compare_lines($fp_fresh, $fp_upgraded,
-	'fresh 2.0 and 1.0 + update have identical extension member objects');
+	"fresh $default_version and 1.0 -> 2.0 -> 2.1 have identical extension member objects");
+compare_lines($fp_fresh, $fp_legacy,
+	"fresh $default_version and 1.0 -> 1.1 -> 2.1 have identical extension member objects");
 
 # pg_dump --schema-only, plain and in binary-upgrade mode (which, unlike the
 # plain mode, lists every member object of the extension).
@@ -462,17 +523,17 @@ sub dump_schema
 }
 
 my $dump_fresh = dump_schema('fresh');
-my $dump_upgraded = dump_schema('upgraded');
 like($dump_fresh, qr/CREATE EXTENSION IF NOT EXISTS apikey/, 'pg_dump --schema-only names the extension');
-compare_lines($dump_fresh, $dump_upgraded,
-	'pg_dump --schema-only: fresh 2.0 and 1.0 + update are identical');
-
 my $bdump_fresh = dump_schema('fresh', '--binary-upgrade');
-my $bdump_upgraded = dump_schema('upgraded', '--binary-upgrade');
 like($bdump_fresh, qr/CREATE TABLE public\.apikey_keys/,
 	'pg_dump --schema-only --binary-upgrade lists the member objects');
-compare_lines($bdump_fresh, $bdump_upgraded,
-	'pg_dump --schema-only --binary-upgrade: fresh 2.0 and 1.0 + update are identical');
+for my $db ('upgraded', 'legacy_release')
+{
+	compare_lines($dump_fresh, dump_schema($db),
+		"pg_dump --schema-only: the fresh install and $db are identical");
+	compare_lines($bdump_fresh, dump_schema($db, '--binary-upgrade'),
+		"pg_dump --schema-only --binary-upgrade: the fresh install and $db are identical");
+}
 
 # ============================================================================
 # Scale: 100,000 keys of 1,000 users in 100 organizations.
@@ -501,10 +562,11 @@ is($node->safe_psql('scale', q{SELECT code, user_id FROM apikey_verify('tok42')}
 	'VALID|42', 'scale: 1.0 verifies a bulk-loaded key');
 
 my $t0 = time;
-($ret, $out, $err) = try_sql('scale', $mapping_sql . "ALTER EXTENSION apikey UPDATE TO '2.0'");
+($ret, $out, $err) = try_sql('scale', $mapping_sql . "ALTER EXTENSION apikey UPDATE");
 my $elapsed = time - $t0;
-is($ret, 0, 'scale: the update of 100,000 keys completes') or diag($err);
-diag(sprintf('ALTER EXTENSION apikey UPDATE TO 2.0 of 100,000 keys took %.2f s', $elapsed));
+is($ret, 0, 'scale: the update of 100,000 keys to the default version completes') or diag($err);
+diag(sprintf('ALTER EXTENSION apikey UPDATE (1.0 -> %s) of 100,000 keys took %.2f s',
+		$default_version, $elapsed));
 like($err, qr/Migrated 99000 API key\(s\)/, 'scale: 99,000 keys migrated');
 like($err, qr/Deleted 1000 orphaned key\(s\)/, 'scale: 1,000 orphans (10 users without organization) deleted');
 is($node->safe_psql('scale', q{
