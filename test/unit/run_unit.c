@@ -5,6 +5,7 @@
  */
 #include "postgres_fe.h"
 
+#include "ratewindow.h"
 #include "scope.h"
 #include "token.h"
 
@@ -223,6 +224,72 @@ test_scopes(void)
 	check(!covers("documents:*", "*"), "documents:* does not cover *:*");
 }
 
+/* The sorted scope set answers exactly as comparing every pair does. */
+static void
+test_scope_set(void)
+{
+	static const char *const pool[] = {
+		"documents:read", "documents:write", "documents:*", "plugins:execute",
+		"*:read", "*", "a:b", "a:*", "*:b", "zz.top-1:x_y"
+	};
+	const int	npool = sizeof(pool) / sizeof(pool[0]);
+	unsigned int seed = 12345;
+	int			disagreements = 0;
+
+	for (int round = 0; round < 2000; round++)
+	{
+		ApikeyScope granted[8];
+		ApikeyScope required;
+		int			ng = 0;
+		bool		pairwise = false;
+
+		seed = seed * 1103515245 + 12345;
+		for (int i = 0; i < (int) (seed >> 16) % 8; i++)
+		{
+			const char *g = pool[(seed >> (i + 3)) % npool];
+
+			apikey_scope_parse(g, strlen(g), &granted[ng++]);
+		}
+		seed = seed * 1103515245 + 12345;
+		apikey_scope_parse(pool[(seed >> 16) % npool], strlen(pool[(seed >> 16) % npool]), &required);
+		for (int i = 0; i < ng; i++)
+			pairwise |= apikey_scope_covers(&granted[i], &required);
+		apikey_scope_set_sort(granted, ng);
+		if (apikey_scope_set_covers(granted, ng, &required) != pairwise)
+			disagreements++;
+	}
+	check(disagreements == 0, "sorted scope set agrees with pairwise matching (2000 random sets)");
+}
+
+/* Fixed rate-limit windows (ratewindow.c). */
+static void
+test_rate_window(void)
+{
+	const int64_t hour = INT64_C(3600000000);
+	ApikeyWindow w = {0, 0, 0};
+	ApikeyWindowAnswer a;
+	int64_t		t = 10 * hour + 123;
+
+	check(apikey_window_start(t, hour) == 10 * hour, "windows align to multiples of their length");
+	check(apikey_window_start(-1, hour) == -hour, "... also before the epoch");
+	a = apikey_window_admit(&w, 2, hour, t, true);
+	check(a.admitted && a.remaining == 1 && a.reset_at == 11 * hour,
+		  "first request admitted, one left, reset at the end of the window");
+	a = apikey_window_admit(&w, 2, hour, t + 1, false);
+	check(a.admitted && a.remaining == 1 && w.count == 1, "looking uses no quota");
+	a = apikey_window_admit(&w, 2, hour, t + 2, true);
+	check(a.admitted && a.remaining == 0, "second request admitted, none left");
+	a = apikey_window_admit(&w, 2, hour, t + 3, true);
+	check(!a.admitted && a.remaining == 0 && w.count == 2, "third refused, refusal uses nothing");
+	check(!apikey_window_expired(&w, 11 * hour - 1), "the window runs until its end");
+	check(apikey_window_expired(&w, 11 * hour), "... and is over at its end");
+	a = apikey_window_admit(&w, 2, hour, 11 * hour, true);
+	check(a.admitted && a.remaining == 1 && w.start == 11 * hour, "a new window starts afresh");
+	a = apikey_window_admit(&w, 2, 2 * hour, 11 * hour + 5, true);
+	check(a.admitted && a.remaining == 1 && w.usec == 2 * hour,
+		  "a changed window length starts a new window");
+}
+
 int
 main(void)
 {
@@ -233,6 +300,8 @@ main(void)
 	test_unwrap();
 	test_names_and_compare();
 	test_scopes();
+	test_scope_set();
+	test_rate_window();
 	printf("1..%d\n", unit_count);
 	return unit_failed == 0 ? 0 : 1;
 }
