@@ -129,6 +129,8 @@ bool
 apikey_scope_set_covers(const ApikeyScope *sorted, size_t n,
 						const ApikeyScope *required)
 {
+	if (n == 0)
+		return false;
 	return apikey_scope_set_has(sorted, n, required->resource, required->resource_len,
 								required->action, required->action_len) ||
 		apikey_scope_set_has(sorted, n, required->resource, required->resource_len, "*", 1) ||

@@ -212,28 +212,34 @@ apikey_key_id_generate(char *out)
 }
 
 /*
- * The display hint: for our tokens "{prefix}_{environment}_" and the first
- * 4 body characters; for foreign ones their first 8 characters (never more
- * than half the token).  Enough to tell keys apart, useless to an attacker.
+ * The display hint: for tokens of our shape (a valid prefix and environment
+ * name, then at least a body and checksum of base62) "{prefix}_{environment}_"
+ * and the first 4 body characters; for any other token its first 8
+ * characters, never more than half of it.  Enough to tell keys apart,
+ * useless to an attacker.
  */
 void
 apikey_token_hint(char *out, const char *tok, size_t len)
 {
-	const char *p;
 	const char *end = tok + len;
-	size_t		n = 0;
-	int			underscores = 0;
+	const char *env_end = NULL;
+	const char *prefix_end = memchr(tok, '_', len);
+	size_t		n = Min(len / 2, 8);
 
-	for (p = tok; p < end && underscores < 2; p++)
+	if (prefix_end != NULL)
+		env_end = memchr(prefix_end + 1, '_', end - (prefix_end + 1));
+	if (env_end != NULL &&
+		apikey_valid_name(tok, prefix_end - tok) &&
+		apikey_valid_name(prefix_end + 1, env_end - (prefix_end + 1)) &&
+		(size_t) (end - (env_end + 1)) >= APIKEY_BODY_LEN + APIKEY_CHECKSUM_LEN)
 	{
-		if (*p == '_')
-			underscores++;
+		bool		base62 = true;
+
+		for (const char *q = env_end + 1; q < end && base62; q++)
+			base62 = apikey_is_base62(*q);
+		if (base62)
+			n = (env_end + 1 - tok) + APIKEY_HINT_BODY_CHARS;
 	}
-	if (underscores == 2 && end - p >= APIKEY_HINT_BODY_CHARS &&
-		(size_t) (p - tok) <= 2 * APIKEY_MAX_NAME_LEN + 2)
-		n = (p - tok) + APIKEY_HINT_BODY_CHARS;
-	else
-		n = Min(len / 2, 8);
 	memcpy(out, tok, n);
 	out[n] = '\0';
 }
