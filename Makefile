@@ -14,7 +14,8 @@ OBJS = apikey.o \
 # Released scripts are frozen files (test: sql/released_scripts.sql); every
 # change to SQL objects is a new version with its own update script.
 DATA = apikey--1.0.sql apikey--2.0.sql apikey--1.0--2.0.sql apikey--2.0--1.0.sql \
-       apikey--1.0--1.1.sql apikey--2.0--2.1.sql apikey--1.1--2.1.sql apikey--2.1--1.1.sql
+       apikey--1.0--1.1.sql apikey--2.0--2.1.sql apikey--1.1--2.1.sql apikey--2.1--1.1.sql \
+       apikey--2.1--2.2.sql apikey--2.2--2.1.sql
 DOCS = doc/apikey.md
 
 # pg_regress files (one per concern) and isolation specs, discovered by name.
@@ -47,3 +48,10 @@ unittest: test/unit/run_unit
 
 .PHONY: unittest
 EXTRA_CLEAN = test/unit/run_unit
+
+# The PGXN archive apikey-<version>.zip (scripts/dist.sh checks META.json
+# against the PGXN meta spec first).
+dist:
+	bash $(srcdir)/scripts/dist.sh
+
+.PHONY: dist

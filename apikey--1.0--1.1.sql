@@ -35,12 +35,15 @@ ALTER FUNCTION apikey_flush() SET search_path = pg_catalog, @extschema@, pg_temp
 -- security), or, for a role the DBA granted EXECUTE but no SELECT on
 -- apikey_keys, any key while row-level security is off (as in 1.0).
 ALTER FUNCTION apikey_rate_limit_status(text) SECURITY INVOKER;
-ALTER FUNCTION apikey_rate_limit_status(text) SET search_path = pg_catalog, @extschema@, pg_temp;
+ALTER FUNCTION apikey_rate_limit_status(text) SET search_path = pg_catalog, pg_temp;
 
--- The functions that run with the caller's rights pin pg_temp last too.
+-- The functions that run with the caller's rights search pg_catalog and
+-- pg_temp only (and name the extension's own objects with their schema): a
+-- superuser may call them, and an overload planted in the extension's schema
+-- must never be picked up.  In 1.0 their search_path included the schema.
 ALTER FUNCTION apikey_generate(text, text, text, integer, timestamptz)
-    SET search_path = pg_catalog, @extschema@, pg_temp;
-ALTER FUNCTION apikey_deactivate(text) SET search_path = pg_catalog, @extschema@, pg_temp;
+    SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION apikey_deactivate(text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION apikey_require_text(text, text, integer) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION apikey_require_future(timestamptz) SET search_path = pg_catalog, pg_temp;
 
@@ -58,13 +61,13 @@ CREATE FUNCTION apikey_pending_usage(
     RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'apikey_pending_usage'
     LANGUAGE C VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, @extschema@, pg_temp;
+    SET search_path = pg_catalog, pg_temp;
 
 CREATE OR REPLACE FUNCTION apikey_recent_usage()
     RETURNS TABLE(key_id text, requests numeric, denied numeric, responses numeric,
                   response_ms double precision, last_used_at timestamptz)
     LANGUAGE sql STABLE
-    SET search_path = pg_catalog, @extschema@, pg_temp
+    SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT x.key_id, pg_catalog.sum(x.requests), pg_catalog.sum(x.denied),
        pg_catalog.sum(x.responses), pg_catalog.sum(x.response_ms), pg_catalog.max(x.last_used)

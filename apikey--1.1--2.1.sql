@@ -54,6 +54,12 @@ SELECT pg_catalog.pg_extension_config_dump('apikey_events_event_id_seq', '');
 -- ---------------------------------------------------------------------------
 DO $migrate$
 DECLARE
+    -- this block resolves functions and operators in pg_catalog only (an
+    -- overload planted in the extension's schema must not run as the
+    -- updating superuser); only the DBA's mapping query runs with the
+    -- script's own search_path
+    script_path constant text := pg_catalog.current_setting('search_path');
+    pinned   text := pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     mapping  text := nullif(btrim(current_setting('apikey.org_mapping', true)), '');
     cols     text[];
     dup      record;
@@ -72,7 +78,9 @@ BEGIN
 
     -- As a subquery, so that the mapping can only ever be one query.
     BEGIN
+        PERFORM pg_catalog.set_config('search_path', script_path, true);
         EXECUTE format('CREATE TEMP TABLE apikey_org_map_raw AS SELECT * FROM (%s) AS m', mapping);
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'apikey.org_mapping query failed: %', SQLERRM
             USING ERRCODE = 'invalid_parameter_value',
@@ -144,6 +152,7 @@ BEGIN
         'ACTION REQUIRED: review your API keys:\n'
         '  SELECT key_id, org_id, created_by, name, scopes, is_active FROM @extschema@.apikey_keys ORDER BY org_id, created_by;',
         migrated, orphans);
+    PERFORM pg_catalog.set_config('search_path', script_path, true);
 END
 $migrate$;
 -- ---------------------------------------------------------------------------
@@ -174,7 +183,9 @@ BEGIN
         WHEN 'documents' THEN RETURN '{documents:*}'::text[];
         WHEN 'plugins' THEN RETURN '{plugins:execute}'::text[];
         ELSE
-            RAISE EXCEPTION 'unknown scope preset "%"', coalesce(name, 'NULL')
+            -- (a name of any length is echoed only as its start)
+            RAISE EXCEPTION 'unknown scope preset "%"',
+                            coalesce(left(name, 64) || CASE WHEN length(name) > 64 THEN '...' ELSE '' END, 'NULL')
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'The presets are full, conversations, documents and plugins.';
     END CASE;
@@ -230,7 +241,7 @@ CREATE FUNCTION apikey_create(org_id text, name text, scopes text[] DEFAULT '{}'
                               created_by text DEFAULT NULL)
     RETURNS TABLE(key_id text, token text)
     LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, @extschema@, pg_temp
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t record;
@@ -281,7 +292,7 @@ $$;
 
 CREATE FUNCTION apikey_revoke(key_id text, reason text DEFAULT NULL) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, @extschema@, pg_temp
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM @extschema@.apikey_require_text(key_id, 'key_id', 64);
@@ -298,7 +309,7 @@ $$;
 
 CREATE FUNCTION apikey_revoke_org(org_id text, reason text DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, @extschema@, pg_temp
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n bigint;
@@ -323,10 +334,10 @@ $$;
 CREATE FUNCTION apikey_rotate_key(old_id text, grace interval)
     RETURNS TABLE(new_key_id text, token text)
     LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, @extschema@, pg_temp
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    old    @extschema@.apikey_keys;
+    old    record;
     t      record;
 BEGIN
     PERFORM @extschema@.apikey_require_text(old_id, 'key_id', 64);
@@ -335,7 +346,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass how long the old key keeps working, e.g. ''24 hours'', or ''0'' to end it now.';
     END IF;
-    SELECT * INTO old FROM @extschema@.apikey_keys k WHERE k.key_id = old_id FOR UPDATE;
+    -- The columns a successor copies, and not the hash: a role that column
+    -- privileges keep from reading hashes (the tenant recipe) may rotate.
+    SELECT k.org_id, k.name, k.scopes, k.environment, k.expires_at, k.rate_limit,
+           k.rate_window, k.allowed_ips, k.metadata, k.created_by, k.is_active,
+           k.revoked_at, k.replaced_by
+      INTO old
+      FROM @extschema@.apikey_keys k WHERE k.key_id = old_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'API key "%" does not exist', old_id
             USING ERRCODE = 'no_data_found';
@@ -376,7 +393,7 @@ $$;
 CREATE FUNCTION apikey_rotate(key_id text, grace interval DEFAULT '24 hours')
     RETURNS TABLE(key_id text, token text)
     LANGUAGE sql VOLATILE
-    SET search_path = pg_catalog, @extschema@, pg_temp
+    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM @extschema@.apikey_rotate_key($1, $2) $$;
 
 -- ---------------------------------------------------------------------------
@@ -453,4 +470,4 @@ SELECT pg_catalog.pg_extension_config_dump('apikey_org_roles', '');
 CREATE FUNCTION apikey_acts_for(org_id text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'apikey_acts_for'
     LANGUAGE C STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, @extschema@, pg_temp;
+    SET search_path = pg_catalog, pg_temp;

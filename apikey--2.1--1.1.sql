@@ -14,6 +14,9 @@ DROP FUNCTION apikey_check_schema(boolean);
 -- ---------------------------------------------------------------------------
 DO $downgrade$
 DECLARE
+    -- functions and operators of this block resolve in pg_catalog only
+    script_path constant text := pg_catalog.current_setting('search_path');
+    pinned      text := pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     unowned     bigint;
     example     text;
     deactivated bigint;
@@ -43,6 +46,7 @@ BEGIN
             USING DETAIL = 'Version 1.x cannot express scopes; keeping those keys active would widen their access.',
                   HINT = 'Issue replacement keys after reviewing them, or update back to 2.1 and reactivate them.';
     END IF;
+    PERFORM pg_catalog.set_config('search_path', script_path, true);
 END
 $downgrade$;
 
@@ -91,7 +95,7 @@ CREATE FUNCTION apikey_generate(user_id text, key_name text,
                                 expires_at timestamptz DEFAULT NULL)
     RETURNS TABLE(key_id text, key text)
     LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, @extschema@, pg_temp
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t record;
@@ -127,7 +131,7 @@ CREATE FUNCTION apikey_verify(key text, client_ip inet DEFAULT NULL)
 
 CREATE FUNCTION apikey_deactivate(key_id text) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, @extschema@, pg_temp
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM @extschema@.apikey_require_text(key_id, 'key_id', 64);

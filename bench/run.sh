@@ -17,6 +17,13 @@
 # mean and the spread of the two passes.
 # BENCH_CURVE (default "10000 100000") adds the floor and verify rows at
 # those key counts, to show how cost grows with the table.
+# The server runs with default settings apart from shared_buffers (users run
+# defaults).  Rows 2d/2e verify random keys at 20,000 and BENCH_KEYS keys for
+# BENCH_LONG_SECONDS (default 660: longer than apikey.fold_interval's default
+# of 5 minutes, twice over), so that they pay for their own folds; rows 7r/7o
+# measure a verifying client while another floods failures from random
+# addresses or from one; and the memory apikey holds is printed after 1,000
+# and after all keys were used.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +34,8 @@ KEYS=${BENCH_KEYS:-1000000}
 SECS=${BENCH_SECONDS:-60}
 CLIENTS=${BENCH_CLIENTS:-2}
 CURVE=${BENCH_CURVE-"10000 100000"}
+LONG_SECS=${BENCH_LONG_SECONDS:-660}
+SMALL_KEYS=20000
 SWEEP_KEYS=$((KEYS / 10 < 100000 ? KEYS / 10 : 100000))
 
 WORK=$(mktemp -d /tmp/apikey-bench.XXXXXX)
@@ -57,8 +66,9 @@ mkdir -p "$WORK/sock" "$WORK/log"
 give_to_pg "$WORK"
 "${AS_PG[@]}" "$PG_BINDIR/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 \
     --locale=C.UTF-8 --no-instructions >"$WORK/initdb.log"
-# Every key verified in a rate window keeps its shared-memory entry for
-# that window, so size the table for all keys.  Durability settings are the
+# Default settings apart from shared_buffers (and checkpoint spacing, so
+# that a row does not measure a checkpoint): apikey.max_tracked_keys and the
+# worker intervals are left at their defaults.  Durability settings are the
 # server's defaults: the hand-written baseline (row 5) commits a write per
 # request, as it would in production.
 cat >>"$WORK/data/postgresql.conf" <<CONF
@@ -66,7 +76,6 @@ listen_addresses = ''
 unix_socket_directories = '$WORK/sock'
 port = $PORT
 shared_preload_libraries = 'apikey'
-apikey.max_tracked_keys = $((KEYS * 3 / 2 + 20000))
 shared_buffers = '2GB'
 max_wal_size = '8GB'
 checkpoint_timeout = '30min'
@@ -120,9 +129,25 @@ latencies() {
               printf "%.3f %.3f\n", s / NR / 1000, v[i] / 1000 }'
 }
 
+# memory MESSAGE: what apikey holds in shared memory now (apikey_metrics).
+memory() {
+    "${PSQL[@]}" -d bench -tAc "SELECT pg_size_pretty(sum(value)::bigint) || ' for '
+        || (SELECT value::bigint FROM apikey_metrics WHERE name = 'apikey_tracked_keys'
+             AND labels->>'kind' = 'rate_windows') || ' rate windows and '
+        || (SELECT value::bigint FROM apikey_metrics WHERE name = 'apikey_tracked_keys'
+             AND labels->>'kind' = 'pending_counts') || ' keys with pending counts'
+          FROM apikey_metrics WHERE name = 'apikey_shared_memory_bytes'"
+}
+
 say "issuing $KEYS keys over 1000 orgs"
 ISSUE_SECS=$(setup_db bench "$KEYS")
 say "issued in ${ISSUE_SECS}s"
+# 1,000 keys used: memory follows use
+"${PSQL[@]}" -d bench -c "SELECT count(*) FROM bench_tokens t, apikey_verify(t.token) v
+                          WHERE t.id <= 1000 AND v.valid" >/dev/null
+MEM_1000=$(memory)
+say "issuing $SMALL_KEYS keys for the default-settings row"
+setup_db "bench_$SMALL_KEYS" "$SMALL_KEYS" >/dev/null
 for n in $CURVE; do
     say "issuing $n keys for the curve"
     setup_db "bench_$n" "$n" >/dev/null
@@ -166,6 +191,44 @@ for k in "${ORDER[@]}"; do
     R[$k]="$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f", (a + b) / 2 }') $(latencies "$WORK/log/$k".[12].*)"
     SPREAD[$k]=$(awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; printf "%.0f%%", 200 * d / (a + b) }')
 done
+# Rows 2d/2e: random-key verification with default settings, long enough to
+# include folds, against the floor measured just before and after.
+long_row() { # KEY DB NKEYS
+    local f1 f2 v
+    quiesce "$2" >/dev/null
+    f1=$(run_pgbench "$1_floor1" "$2" floor.sql "$3" 60 | awk '{print $1}')
+    quiesce "$2" >/dev/null
+    say "running $1: verify, $3 keys, ${LONG_SECS}s"
+    R[$1]=$(run_pgbench "$1" "$2" verify.sql "$3" "$LONG_SECS")
+    DRAIN[$1]=$(quiesce "$2")
+    f2=$(run_pgbench "$1_floor2" "$2" floor.sql "$3" 60 | awk '{print $1}')
+    quiesce "$2" >/dev/null
+    LONG_FLOOR[$1]=$(awk -v a="$f1" -v b="$f2" 'BEGIN { printf "%.0f", (a + b) / 2 }')
+}
+declare -A LONG_FLOOR
+long_row long_small "bench_$SMALL_KEYS" "$SMALL_KEYS"
+long_row long_big bench "$KEYS"
+MEM_ALL=$(memory)
+
+# Rows 7r/7o: one client verifies valid keys while another floods failures,
+# from random addresses or from one; each run twice, in ABBA order.
+flood_row() { # KEY FLOODSCRIPT
+    local out
+    "${AS_PG[@]}" "$PG_BINDIR/pgbench" -n -M prepared -c 1 -j 1 -T "$SECS" \
+        -f "$REPO/bench/$2" -h "$WORK/sock" -p "$PORT" bench >/dev/null 2>&1 &
+    local fl=$!
+    out=$("${AS_PG[@]}" "$PG_BINDIR/pgbench" -n -M prepared -c 1 -j 1 -T "$SECS" -D nkeys="$KEYS" \
+        -f "$REPO/bench/verify.sql" -h "$WORK/sock" -p "$PORT" bench 2>&1)
+    wait "$fl" || true
+    sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1
+}
+declare -A FLOOD
+quiesce bench >/dev/null
+FLOOD[one1]=$(flood_row one flood_one.sql); quiesce bench >/dev/null
+FLOOD[random1]=$(flood_row random flood_random.sql); quiesce bench >/dev/null
+FLOOD[random2]=$(flood_row random flood_random.sql); quiesce bench >/dev/null
+FLOOD[one2]=$(flood_row one flood_one.sql); quiesce bench >/dev/null
+
 row hand "5. hand-written: pgcrypto + jsonb + UPDATE" bench handwritten.sql
 "${PSQL[@]}" -d bench -c "SELECT pg_stat_reset_shared('wal')" >/dev/null
 row create "6. apikey_create, one key per transaction" bench create.sql
@@ -244,6 +307,20 @@ echo "sweep of $SWEEP_KEYS expired keys by the worker (batches of 1000, a commit
 echo "  keys marked expired by the sweep: $SWEPT"
 echo "  verify p99 idle: $(f verify 3) ms; while sweeping: $(awk '{print $3}' <<<"${R[sweepload]}") ms" \
      "($(ratio "$(awk '{print $3}' <<<"${R[sweepload]}")" "$(f verify 3)") x)"
+echo
+echo "default settings (no apikey.* set), random keys, ${LONG_SECS}s rows (floor: mean of 60 s before and after):"
+for k in long_small long_big; do
+    case $k in long_small) n=$SMALL_KEYS; name="2d" ;; *) n=$KEYS; name="2e" ;; esac
+    printf '  %s. %9s keys: verify %7s tps (p99 %s ms), floor %7s, ratio %s, drain %ss\n' "$name" "$n" \
+        "$(f $k 1)" "$(f $k 3)" "${LONG_FLOOR[$k]}" "$(ratio "$(f $k 1)" "${LONG_FLOOR[$k]}")" "${DRAIN[$k]}"
+done
+fo=$(awk -v a="${FLOOD[one1]}" -v b="${FLOOD[one2]}" 'BEGIN { printf "%.0f", (a + b) / 2 }')
+fr=$(awk -v a="${FLOOD[random1]}" -v b="${FLOOD[random2]}" 'BEGIN { printf "%.0f", (a + b) / 2 }')
+echo "flood (1 verifying client + 1 flooding client, the verifying client's tps, mean of 2):"
+echo "  7o. failures from one address:           $fo tps"
+echo "  7r. failures from 16 million addresses:   $fr tps ($(ratio "$fr" "$fo") x row 7o)"
+echo "shared memory held by apikey: after 1,000 keys used: $MEM_1000"
+echo "                              after all $KEYS keys used: $MEM_ALL"
 if [[ -n $CURVE ]]; then
     echo
     echo "cost against table size (tps; verify/floor):"

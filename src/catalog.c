@@ -318,7 +318,7 @@ apikey_fetch(Oid nspid, bool by_hash, Datum value, bool full, ApikeyKeyRow *row)
 					by_hash ? F_BYTEAEQ : F_TEXTEQ, value);
 		/* compare as the index orders (key_id: the column's collation) */
 		skey.sk_collation = idx->rd_indcollation[0];
-		scan = index_beginscan(rel, idx, snapshot, 1, 0);
+		scan = apikey_index_beginscan(rel, idx, snapshot, 1, 0);
 		index_rescan(scan, &skey, 1, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, slot);
 		if (found)

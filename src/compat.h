@@ -53,6 +53,15 @@
 #define apikey_my_procno()	(MyProc->pgprocno)
 #endif
 
+/* 18 gave index_beginscan an instrumentation argument. */
+#if PG_VERSION_NUM >= 180000
+#define apikey_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
+#else
+#define apikey_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), (norderbys))
+#endif
+
 /* 16 renamed the accessor of pg_stat_activity's local snapshot (1-based). */
 #if PG_VERSION_NUM >= 160000
 #define apikey_local_beentry(i)	pgstat_get_local_beentry_by_index(i)

@@ -175,33 +175,6 @@ apikey_require_primary(void)
 				 errhint("Flush on the primary; see apikey_stats for this server's counts.")));
 }
 
-/*
- * Rows of a pending snapshot that this backend's open flush copied show
- * only what was counted since: the rest is in the usage log this
- * transaction wrote (and sees).
- */
-void
-apikey_flush_adjust_snapshot(ApikeyPendingRow *rows, int n)
-{
-	for (int i = 0; i < n; i++)
-	{
-		if (!rows[i].held_by_me)
-			continue;
-		for (ApikeyHeld *h = apikey_held; h != NULL; h = h->next)
-		{
-			if (h->alerts)
-				continue;
-			for (int k = 0; k < h->n; k++)
-			{
-				if (h->keys[k].key.dbid == MyDatabaseId &&
-					strcmp(h->keys[k].key.key_id, rows[i].key_id) == 0)
-					apikey_pending_remove_copy(&rows[i], &h->keys[k]);
-			}
-		}
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
 /* ---- logging ------------------------------------------------------------- */
 
 /* Parallel arrays of one log row. */

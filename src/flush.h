@@ -7,10 +7,7 @@
 #ifndef APIKEY_FLUSH_H
 #define APIKEY_FLUSH_H
 
-#include "pending.h"
-
 extern void apikey_flush_xact_init(void);
-extern void apikey_flush_adjust_snapshot(ApikeyPendingRow *rows, int n);
 extern int64 apikey_log_chunk(Oid nspid, bool *more);
 extern int64 apikey_log_pending(Oid nspid);
 extern int64 apikey_fold_usage_log(Oid nspid);

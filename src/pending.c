@@ -14,15 +14,25 @@
  *		to a key).
  *
  *		Flushing copies counts out and subtracts them only when the copy is
- *		durable.  A flush copies an entry's counts (leaving them in place, so
- *		readers still see them) and marks the entry as its own; once its
- *		transaction is about to commit, it subtracts what it copied (counts
- *		added meanwhile stay).  If the transaction aborts, it only lets go of
- *		the entries: nothing was removed, so nothing has to be given back, and
- *		nothing needs memory that might no longer be there.  An entry marked
- *		by a flush is skipped by other flushes and never removed, so a count
- *		is logged exactly once.  Nothing allocates or can raise an ERROR
- *		while a partition lock is held.
+ *		durable.  A flush copies an entry's counts into the entry's "held"
+ *		slots (leaving them in place, so readers still see them), with its
+ *		transaction id, and marks the entry as its own; when its transaction
+ *		has committed, it subtracts what it copied (counts added meanwhile
+ *		stay) and leaves the held copy, now "logged", for readers.  If the
+ *		transaction aborts, it only lets go of the entry: nothing was removed,
+ *		so nothing has to be given back, and nothing needs memory that might
+ *		no longer be there.  An entry marked by a flush is skipped by other
+ *		flushes and never removed, so a count is logged exactly once.
+ *
+ *		Readers are exact: the held copy and its transaction id tell a reader
+ *		whose snapshot sees the log row that the copy is in the log (so an
+ *		in-flight copy is not counted twice), and a reader whose snapshot
+ *		does not see it yet that the copy is not (so a copy already
+ *		subtracted is added back).  A logged copy is dropped at the entry's
+ *		next flush, a flush interval later.
+ *
+ *		Nothing allocates or can raise an ERROR while a partition lock is
+ *		held.
  */
 #include "postgres.h"
 
@@ -31,7 +41,10 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "access/transam.h"
+#include "access/xact.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -46,9 +59,11 @@ typedef struct ApikeyPendingEntry
 {
 	ApikeyKeyRef key;			/* hash key: must be first */
 	ApikeyUsageSlot slot[APIKEY_PENDING_SLOTS]; /* [0] newest hour */
+	ApikeyUsageSlot held[APIKEY_PENDING_SLOTS]; /* what a flush copied */
+	TransactionId held_xid;		/* its transaction; Invalid: no copy */
+	int32		owner;			/* procno of the flush in flight, -1 */
 	int32		denied_by[APIKEY_NUM_CODES];
 	TimestampTz touched;		/* last counted into */
-	int32		owner;			/* procno of the flush holding a copy, -1 */
 } ApikeyPendingEntry;
 
 typedef struct ApikeyOverflowSlot
@@ -195,6 +210,25 @@ apikey_slot_for(ApikeyPendingEntry *e, TimestampTz bucket)
 	memset(cur, 0, sizeof(*cur));
 	cur->bucket = bucket;
 	return cur;
+}
+
+/*
+ * The slot of a snapshot row that counts for bucket: its own, a free one,
+ * or else the older one (as apikey_slot_for folds old hours).
+ */
+static ApikeyUsageSlot *
+apikey_row_slot_for(ApikeyPendingRow *r, TimestampTz bucket)
+{
+	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+		if (r->slot[s].bucket == bucket)
+			return &r->slot[s];
+	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+		if (apikey_slot_empty(&r->slot[s]))
+		{
+			r->slot[s].bucket = bucket;
+			return &r->slot[s];
+		}
+	return r->slot[0].bucket < r->slot[1].bucket ? &r->slot[0] : &r->slot[1];
 }
 
 /*
@@ -400,6 +434,7 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 	dshash_seq_status status;
 	ApikeyPendingEntry *e;
 	int			me = apikey_my_procno();
+	TransactionId xid = GetTopTransactionId();	/* before any lock */
 	bool		pressed = pg_atomic_read_u32(&apikey_pd->entries) >
 		(uint32) apikey_max_tracked_keys / 10 * 9;
 
@@ -418,7 +453,10 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 		}
 		if (apikey_entry_empty(e))
 		{
-			if (pressed || now - e->touched >= APIKEY_PENDING_IDLE_USEC)
+			/* a logged copy is for readers only until they all see it */
+			if ((pressed || now - e->touched >= APIKEY_PENDING_IDLE_USEC) &&
+				(e->held_xid == InvalidTransactionId ||
+				 now - e->touched >= 2 * APIKEY_PENDING_IDLE_USEC))
 			{
 				dshash_delete_current(&status);
 				pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
@@ -433,6 +471,9 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 		buf[*n].key = e->key;
 		memcpy(buf[*n].slot, e->slot, sizeof(e->slot));
 		memcpy(buf[*n].denied_by, e->denied_by, sizeof(e->denied_by));
+		/* an earlier flush's logged copy is seen by everyone by now */
+		memcpy(e->held, e->slot, sizeof(e->slot));
+		e->held_xid = xid;
 		e->owner = me;
 		/* counted before the next entry: an ERROR leaves nothing unreleased */
 		(*n)++;
@@ -461,29 +502,21 @@ apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged)
 		{
 			if (logged)
 			{
+				/* the held copy stays, as the logged part, for readers */
 				for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
 					apikey_slot_subtract(e->slot, &keys[i].slot[s]);
 				for (int c = 0; c < APIKEY_NUM_CODES; c++)
 					e->denied_by[c] = Max(e->denied_by[c] - keys[i].denied_by[c], 0);
 			}
+			else
+			{
+				memset(e->held, 0, sizeof(e->held));
+				e->held_xid = InvalidTransactionId;
+			}
 			e->owner = -1;
 		}
 		dshash_release_lock(t, e);
 	}
-}
-
-/*
- * What a snapshot row shows once this backend's own open flush, which
- * holds a copy in the usage log it is writing, is taken into account:
- * inside that transaction the copy is already in the tables.
- */
-void
-apikey_pending_remove_copy(ApikeyPendingRow *row, const ApikeyTakenKey *copy)
-{
-	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
-		apikey_slot_subtract(row->slot, &copy->slot[s]);
-	for (int c = 0; c < APIKEY_NUM_CODES; c++)
-		row->denied_by[c] = Max(row->denied_by[c] - copy->denied_by[c], 0);
 }
 
 /* A database was dropped, or the extension left it: its counts go. */
@@ -521,12 +554,43 @@ apikey_pending_forget_database(Oid dbid)
 /* ---- reading ------------------------------------------------------------ */
 
 /*
- * Every key of dbid with pending counts, in palloc'd *rows.  The array is
- * sized before the scan (no allocation under a partition lock); if keys
- * were added meanwhile beyond it, the scan is repeated with more room.
+ * What a row shows to a reader with snapshot snap (see the head comment):
+ * the entry's counts, less a copy the reader already sees in the log, plus
+ * a copy already subtracted that the reader does not see in the log yet.
+ */
+static void
+apikey_row_as_seen(ApikeyPendingRow *r, const ApikeyUsageSlot *held,
+				   TransactionId xid, bool in_flight, Snapshot snap)
+{
+	bool		logged_visible;
+
+	if (xid == InvalidTransactionId)
+		return;
+	if (TransactionIdIsCurrentTransactionId(xid))
+		logged_visible = true;	/* our own flush: we see our log row */
+	else
+		logged_visible = !XidInMVCCSnapshot(xid, snap) && TransactionIdDidCommit(xid);
+	if (in_flight && logged_visible)
+	{
+		for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+			apikey_slot_subtract(r->slot, &held[s]);
+	}
+	else if (!in_flight && !logged_visible)
+	{
+		for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+			if (!apikey_slot_empty(&held[s]))
+				apikey_slot_add(apikey_row_slot_for(r, held[s].bucket), &held[s]);
+	}
+}
+
+/*
+ * Every key of dbid with pending counts as a reader with snapshot snap
+ * sees them, in palloc'd *rows.  The array is sized before the scan (no
+ * allocation under a partition lock); if keys were added meanwhile beyond
+ * it, the scan is repeated with more room.
  */
 int
-apikey_pending_snapshot(Oid dbid, ApikeyPendingRow **rows)
+apikey_pending_snapshot(Oid dbid, Snapshot snap, ApikeyPendingRow **rows)
 {
 	for (;;)
 	{
@@ -534,6 +598,10 @@ apikey_pending_snapshot(Oid dbid, ApikeyPendingRow **rows)
 									(int64) (MaxAllocHugeSize / sizeof(ApikeyPendingRow)));
 		ApikeyPendingRow *r = palloc_extended(cap * sizeof(ApikeyPendingRow),
 											  MCXT_ALLOC_HUGE);
+		ApikeyUsageSlot *held = palloc_extended(cap * sizeof(ApikeyUsageSlot[APIKEY_PENDING_SLOTS]),
+												MCXT_ALLOC_HUGE);
+		TransactionId *xids = palloc_extended(cap * sizeof(TransactionId), MCXT_ALLOC_HUGE);
+		bool	   *in_flight = palloc_extended(cap * sizeof(bool), MCXT_ALLOC_HUGE);
 		dshash_seq_status status;
 		ApikeyPendingEntry *e;
 		int			n = 0;
@@ -542,7 +610,8 @@ apikey_pending_snapshot(Oid dbid, ApikeyPendingRow **rows)
 		dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), false);
 		while ((e = dshash_seq_next(&status)) != NULL)
 		{
-			if (e->key.dbid != dbid || apikey_entry_empty(e))
+			if (e->key.dbid != dbid ||
+				(apikey_entry_empty(e) && e->held_xid == InvalidTransactionId))
 				continue;
 			if (n == cap)
 			{
@@ -552,16 +621,34 @@ apikey_pending_snapshot(Oid dbid, ApikeyPendingRow **rows)
 			memcpy(r[n].key_id, e->key.key_id, sizeof(r[n].key_id));
 			memcpy(r[n].slot, e->slot, sizeof(e->slot));
 			memcpy(r[n].denied_by, e->denied_by, sizeof(e->denied_by));
-			r[n].held_by_me = e->owner == apikey_my_procno();
+			memcpy(&held[n * APIKEY_PENDING_SLOTS], e->held, sizeof(e->held));
+			xids[n] = e->held_xid;
+			in_flight[n] = e->owner != -1;
 			n++;
 		}
 		dshash_seq_term(&status);
 		if (!full)
 		{
+			int			kept = 0;
+
+			/* clog lookups after the partition locks are released */
+			for (int i = 0; i < n; i++)
+			{
+				apikey_row_as_seen(&r[i], &held[i * APIKEY_PENDING_SLOTS], xids[i],
+								   in_flight[i], snap);
+				if (!apikey_slot_empty(&r[i].slot[0]) || !apikey_slot_empty(&r[i].slot[1]))
+					r[kept++] = r[i];
+			}
+			pfree(held);
+			pfree(xids);
+			pfree(in_flight);
 			*rows = r;
-			return n;
+			return kept;
 		}
 		pfree(r);
+		pfree(held);
+		pfree(xids);
+		pfree(in_flight);
 		CHECK_FOR_INTERRUPTS();
 	}
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "datatype/timestamp.h"
+#include "utils/snapshot.h"
 
 #include "apikey.h"
 #include "area.h"
@@ -44,7 +45,6 @@ typedef struct ApikeyPendingRow
 	char		key_id[APIKEY_KEY_ID_MAXLEN + 1];
 	ApikeyUsageSlot slot[APIKEY_PENDING_SLOTS];
 	int32		denied_by[APIKEY_NUM_CODES];
-	bool		held_by_me;		/* this backend's open flush copied it */
 } ApikeyPendingRow;
 
 /* Counts of a database that found no room for an entry (no key). */
@@ -71,7 +71,6 @@ extern void apikey_pending_count_response(Oid dbid, const char *key_id,
 extern void apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 								TimestampTz now, bool *more);
 extern void apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged);
-extern void apikey_pending_remove_copy(ApikeyPendingRow *row, const ApikeyTakenKey *copy);
 extern void apikey_pending_forget_database(Oid dbid);
 
 /* Server-wide totals of verification results. */
@@ -79,7 +78,7 @@ extern void apikey_totals_add(ApikeyCode code);
 extern void apikey_totals_read(int64 by_code[APIKEY_NUM_CODES]);
 
 /* Reading. */
-extern int	apikey_pending_snapshot(Oid dbid, ApikeyPendingRow **rows);
+extern int	apikey_pending_snapshot(Oid dbid, Snapshot snap, ApikeyPendingRow **rows);
 extern void apikey_pending_overflow(Oid dbid, ApikeyOverflowCounts *counts);
 extern int64 apikey_pending_entries(void);
 extern Size apikey_pending_entry_bytes(void);

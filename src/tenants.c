@@ -105,7 +105,7 @@ apikey_acts_for(PG_FUNCTION_ARGS)
 	slot = table_slot_create(rel, NULL);
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, PG_GETARG_DATUM(0));
 	skey.sk_collation = idx->rd_indcollation[0];
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	scan = apikey_index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
 	while (!acts && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{

@@ -23,6 +23,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "apikey.h"
@@ -239,8 +240,7 @@ apikey_stats_internal(PG_FUNCTION_ARGS)
 	apikey_require_preload();
 	apikey_dump_ensure_loaded();
 	InitMaterializedSRF(fcinfo, 0);
-	npending = apikey_pending_snapshot(MyDatabaseId, &pending);
-	apikey_flush_adjust_snapshot(pending, npending);
+	npending = apikey_pending_snapshot(MyDatabaseId, GetActiveSnapshot(), &pending);
 	nwindows = apikey_ratelimit_snapshot(MyDatabaseId, GetCurrentTimestamp(), &windows);
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -345,8 +345,7 @@ apikey_pending_usage(PG_FUNCTION_ARGS)
 	if (apikey_area_ready())
 	{
 		apikey_dump_ensure_loaded();
-		npending = apikey_pending_snapshot(MyDatabaseId, &pending);
-		apikey_flush_adjust_snapshot(pending, npending);
+		npending = apikey_pending_snapshot(MyDatabaseId, GetActiveSnapshot(), &pending);
 	}
 
 	/* the log, read as the table's owner (the caller may not read it) */

@@ -337,7 +337,7 @@ is($node->safe_psql('legacy', qq{
 		SELECT string_agg(source || '>' || target, ',' ORDER BY source, target)
 		  FROM pg_extension_update_paths('apikey')
 		 WHERE path = source || '--' || target}),
-	'1.0>1.1,1.0>2.0,1.1>2.1,2.0>1.0,2.0>2.1,2.1>1.1',
+	'1.0>1.1,1.0>2.0,1.1>2.1,2.0>1.0,2.0>2.1,2.1>1.1,2.1>2.2,2.2>2.1',
 	'pg_extension_update_paths: the direct steps');
 is($node->safe_psql('legacy', qq{
 		SELECT count(*) FROM pg_extension_update_paths('apikey')
