@@ -273,7 +273,7 @@ apikey_sweep_batch_internal(Oid nspid, int batch, int64 *expired, int64 *purged)
 		if (SPI_execute_with_args(psprintf("DELETE FROM %s u WHERE u.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 										   "  SELECT x.ctid FROM %s x"
 										   "   WHERE x.bucket OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $2)"
-										   "   LIMIT $1))", usage, usage),
+										   "   LIMIT $1 FOR UPDATE SKIP LOCKED))", usage, usage),
 								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "apikey sweep: could not purge usage");
 		*purged = SPI_processed;
@@ -285,7 +285,7 @@ apikey_sweep_batch_internal(Oid nspid, int batch, int64 *expired, int64 *purged)
 		if (SPI_execute_with_args(psprintf("DELETE FROM %s a WHERE a.alert_id OPERATOR(pg_catalog.=) ANY (ARRAY("
 										   "  SELECT x.alert_id FROM %s x"
 										   "   WHERE x.at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $2)"
-										   "   LIMIT $1))", alerts, alerts),
+										   "   LIMIT $1 FOR UPDATE SKIP LOCKED))", alerts, alerts),
 								  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "apikey sweep: could not purge alerts");
 		*purged = Max(*purged, (int64) SPI_processed);

@@ -16,9 +16,17 @@
  *		Short visits are what let the workers never block DROP DATABASE, DROP
  *		EXTENSION or shutdown, and cope with the extension appearing or
  *		disappearing: no worker holds a connection or a lock between visits.
- *		Inside a visit, every step gives way to users: lock_timeout is short,
- *		and deadlock_timeout shorter than anyone else's, so that in a
- *		deadlock with a user's DDL the visit is the one that is cancelled.
+ *		Inside a visit, every step gives way to users.  It takes the locks of
+ *		every table it will touch up front and without waiting: if any is
+ *		taken, the step is left for the next visit rather than queued behind
+ *		(or in a cycle with) a user's DDL.  Row locks are skipped (SKIP
+ *		LOCKED) where the work can wait, and any other lock wait ends after
+ *		lock_timeout, set below half the server's deadlock_timeout: a user
+ *		transaction that closes a cycle with a visit finds the visit gone
+ *		before its own deadlock check runs.  (PostgreSQL checks for a
+ *		deadlock once per wait, so a short deadlock_timeout in the visit
+ *		alone is not enough: a cycle closed after the visit's check is
+ *		found by the user's, and the user's statement would be cancelled.)
  *		Each step runs in its own transaction and a failed step does not stop
  *		the others: a fold blocked by a locked row never stops counts from
  *		being logged.  Visits never run during recovery: the launcher starts
@@ -46,6 +54,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
@@ -96,13 +105,14 @@ typedef enum ApikeyVisitOutcome
 	APIKEY_VISIT_DONE,
 	APIKEY_VISIT_NOT_INSTALLED,
 	APIKEY_VISIT_UNSAFE,		/* schema writable by others: nothing run */
-	APIKEY_VISIT_LOG_FAILED,	/* logging failed (folding not tried) */
-	APIKEY_VISIT_FOLD_FAILED	/* logged, but folding or sweeping failed */
+	APIKEY_VISIT_LOG_FAILED		/* logging failed (folding not tried) */
 } ApikeyVisitOutcome;
 
 typedef struct ApikeyWorkerShared
 {
 	int			outcome[APIKEY_MAX_VISITS];
+	/* APIKEY_DO_* steps asked for but not done (failed or gave way) */
+	int			deferred[APIKEY_MAX_VISITS];
 } ApikeyWorkerShared;
 
 typedef struct ApikeyVisitArgs
@@ -121,7 +131,8 @@ typedef struct ApikeyDatabase
 	TimestampTz next_fold;
 	TimestampTz next_sweep;
 	int			failures;		/* consecutive failed visits */
-	int			fold_failures;	/* consecutive failed folds */
+	int			fold_failures;	/* consecutive folds not done */
+	int			sweep_failures; /* consecutive sweeps not done */
 } ApikeyDatabase;
 
 typedef struct ApikeyVisitSlot
@@ -265,6 +276,7 @@ apikey_start_visit(ApikeyVisitSlot *slot, int slotno, Oid dboid, int what)
 	memcpy(bgw.bgw_extra, &args, sizeof(args));
 
 	apikey_worker_shared->outcome[slotno] = APIKEY_VISIT_UNKNOWN;
+	apikey_worker_shared->deferred[slotno] = 0;
 	if (!RegisterDynamicBackgroundWorker(&bgw, &slot->handle))
 		return false;			/* no free worker slot now; try later */
 	slot->dboid = dboid;
@@ -285,6 +297,33 @@ static int64
 apikey_backoff_ms(int base_ms, int failures)
 {
 	return Min((int64) base_ms << Min(failures, 12), APIKEY_MAX_BACKOFF_MS);
+}
+
+/*
+ * After a visit asked to do a step (fold or sweep): if it was done, its
+ * failures are forgotten; if it was not (it failed, or gave way to a user's
+ * lock), it is retried after a back-off of its own, so that a sweep kept
+ * from a locked apikey_keys never delays folding, nor the reverse.
+ */
+static void
+apikey_reschedule_step(ApikeyDatabase *db, const char *step, bool asked,
+					   bool deferred, int *failures, TimestampTz *next,
+					   TimestampTz now)
+{
+	int64		backoff;
+
+	if (!asked)
+		return;
+	if (!deferred)
+	{
+		*failures = 0;
+		return;
+	}
+	backoff = apikey_backoff_ms(apikey_flush_interval_ms, (*failures)++);
+	*next = TimestampTzPlusMilliseconds(now, backoff);
+	ereport(LOG,
+			(errmsg("apikey worker for database %u will retry its %s in %lld ms",
+					db->dboid, step, (long long) backoff)));
 }
 
 /* Note how finished visits ended; schedule the next ones. */
@@ -313,26 +352,17 @@ apikey_reap_visits(ApikeyVisitSlot *slots, ApikeyDatabase *dbs, int ndbs)
 			case APIKEY_VISIT_DONE:
 				db->installed = true;
 				db->failures = 0;
-				if (slots[s].what & APIKEY_DO_FOLD)
-					db->fold_failures = 0;
+				/* logging went on as usual; only a deferred step waits */
+				apikey_reschedule_step(db, "fold", slots[s].what & APIKEY_DO_FOLD,
+									   apikey_worker_shared->deferred[s] & APIKEY_DO_FOLD,
+									   &db->fold_failures, &db->next_fold, now);
+				apikey_reschedule_step(db, "sweep", slots[s].what & APIKEY_DO_SWEEP,
+									   apikey_worker_shared->deferred[s] & APIKEY_DO_SWEEP,
+									   &db->sweep_failures, &db->next_sweep, now);
 				break;
 			case APIKEY_VISIT_NOT_INSTALLED:
 				db->installed = false;
 				db->failures = 0;
-				break;
-			case APIKEY_VISIT_FOLD_FAILED:
-				{
-					int64		backoff = apikey_backoff_ms(apikey_flush_interval_ms,
-															++db->fold_failures);
-
-					/* logging goes on as usual; only folding waits */
-					db->installed = true;
-					db->failures = 0;
-					db->next_fold = TimestampTzPlusMilliseconds(now, backoff);
-					ereport(LOG,
-							(errmsg("apikey worker for database %u could not fold or sweep; retrying in %lld ms",
-									db->dboid, (long long) backoff)));
-				}
 				break;
 			default:
 				{
@@ -565,16 +595,72 @@ apikey_launcher_main(Datum main_arg)
 
 typedef int64 (*ApikeyStepFn) (Oid nspid, void *arg);
 
+/* A table a step touches, and the strongest lock the step takes on it. */
+typedef struct ApikeyStepLock
+{
+	const char *relname;
+	LOCKMODE	mode;
+} ApikeyStepLock;
+
+/* How a step ended. */
+typedef enum ApikeyStepResult
+{
+	APIKEY_STEP_DONE,
+	APIKEY_STEP_GAVE_WAY,		/* a table it needs was locked: not tried */
+	APIKEY_STEP_FAILED			/* it raised an ERROR (reported) */
+} ApikeyStepResult;
+
+/* Tables of each step, in one order for all (keys, usage, log, the rest). */
+static const ApikeyStepLock apikey_log_locks[] = {
+	{"apikey_usage_log", RowExclusiveLock}, {NULL, NoLock}
+};
+static const ApikeyStepLock apikey_alert_locks[] = {
+	{"apikey_alerts", RowExclusiveLock}, {NULL, NoLock}
+};
+static const ApikeyStepLock apikey_log_size_locks[] = {
+	{"apikey_usage_log", AccessShareLock}, {NULL, NoLock}
+};
+static const ApikeyStepLock apikey_fold_locks[] = {
+	{"apikey_keys", RowExclusiveLock}, {"apikey_usage", RowExclusiveLock},
+	{"apikey_usage_log", RowExclusiveLock}, {"apikey_events", RowExclusiveLock},
+	{NULL, NoLock}
+};
+static const ApikeyStepLock apikey_sweep_locks[] = {
+	{"apikey_keys", RowExclusiveLock}, {"apikey_usage", RowExclusiveLock},
+	{"apikey_events", RowExclusiveLock}, {"apikey_alerts", RowExclusiveLock},
+	{NULL, NoLock}
+};
+
 /*
- * Run one step of a visit in a transaction of its own.  An ERROR is
- * reported and ends only this step: returns false.
+ * Take the locks of a step's tables without waiting.  A table that does
+ * not exist (apikey_alerts and apikey_events before 1.1 and 2.0) is left
+ * to the step.  Returns the name of a table someone else holds, or NULL
+ * when all are ours.
  */
-static bool
-apikey_visit_step(const char *activity, ApikeyStepFn fn, Oid nspid, void *arg,
-				  int64 *result)
+static const char *
+apikey_visit_lock_tables(Oid nspid, const ApikeyStepLock *locks)
+{
+	for (; locks->relname != NULL; locks++)
+	{
+		Oid			relid = get_relname_relid(locks->relname, nspid);
+
+		if (OidIsValid(relid) && !ConditionalLockRelationOid(relid, locks->mode))
+			return locks->relname;
+	}
+	return NULL;
+}
+
+/*
+ * Run one step of a visit in a transaction of its own, once it holds the
+ * locks of all the tables it touches.  An ERROR is reported and ends only
+ * this step.
+ */
+static ApikeyStepResult
+apikey_visit_step(const char *activity, const ApikeyStepLock *locks,
+				  ApikeyStepFn fn, Oid nspid, void *arg, int64 *result)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = true;
+	volatile ApikeyStepResult status = APIKEY_STEP_DONE;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -582,12 +668,26 @@ apikey_visit_step(const char *activity, ApikeyStepFn fn, Oid nspid, void *arg,
 	pgstat_report_activity(STATE_RUNNING, activity);
 	PG_TRY();
 	{
-		int64		r = fn(nspid, arg);
+		const char *busy = apikey_visit_lock_tables(nspid, locks);
 
-		if (result)
-			*result = r;
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		if (busy != NULL)
+		{
+			ereport(LOG,
+					(errmsg("%s: left for a later visit, table \"%s\" is locked by another session",
+							activity, busy)));
+			status = APIKEY_STEP_GAVE_WAY;
+			PopActiveSnapshot();
+			AbortCurrentTransaction();
+		}
+		else
+		{
+			int64		r = fn(nspid, arg);
+
+			if (result)
+				*result = r;
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
 	}
 	PG_CATCH();
 	{
@@ -595,12 +695,12 @@ apikey_visit_step(const char *activity, ApikeyStepFn fn, Oid nspid, void *arg,
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		ok = false;
+		status = APIKEY_STEP_FAILED;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return ok;
+	return status;
 }
 
 static int64
@@ -669,6 +769,21 @@ apikey_visit_find_extension(Oid *nspid)
 	return outcome;
 }
 
+/*
+ * lock_timeout of a visit: below half the deadlock_timeout the server runs
+ * with (which user sessions inherit), and never above 500 ms.
+ */
+static void
+apikey_visit_set_lock_timeouts(void)
+{
+	int			lock_timeout_ms = Max(1, Min(500, DeadlockTimeout / 2));
+
+	SetConfigOption("lock_timeout", psprintf("%dms", lock_timeout_ms),
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("deadlock_timeout", psprintf("%dms", Max(1, lock_timeout_ms / 2)),
+					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 void
 apikey_visit_main(Datum main_arg)
 {
@@ -678,7 +793,6 @@ apikey_visit_main(Datum main_arg)
 	ApikeyVisitOutcome outcome;
 	bool		more;
 	bool		ok;
-	bool		fold_ok = true;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, die);
@@ -686,13 +800,7 @@ apikey_visit_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("apikey worker");
 
-	/*
-	 * Give way to users: a short lock wait, and a deadlock_timeout shorter
-	 * than the default, so that in a deadlock with a user's DDL the visit
-	 * detects it first and is the one cancelled.
-	 */
-	SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_OVERRIDE);
+	apikey_visit_set_lock_timeouts();
 	SetConfigOption("statement_timeout", "5min", PGC_SUSET, PGC_S_OVERRIDE);
 	/* a fold aggregates up to a fold interval of flushes */
 	SetConfigOption("work_mem", "64MB", PGC_SUSET, PGC_S_OVERRIDE);
@@ -719,8 +827,8 @@ apikey_visit_main(Datum main_arg)
 	{
 		int64		n = 0;
 
-		ok = apikey_visit_step("apikey: logging counters", apikey_step_log_chunk,
-							   nspid, &more, &n);
+		ok = apikey_visit_step("apikey: logging counters", apikey_log_locks,
+							   apikey_step_log_chunk, nspid, &more, &n) == APIKEY_STEP_DONE;
 		if (n == 0)
 			break;
 	}
@@ -731,8 +839,8 @@ apikey_visit_main(Datum main_arg)
 	{
 		int64		n = 0;
 
-		ok = apikey_visit_step("apikey: recording alerts", apikey_step_alerts,
-							   nspid, &more, &n);
+		ok = apikey_visit_step("apikey: recording alerts", apikey_alert_locks,
+							   apikey_step_alerts, nspid, &more, &n) == APIKEY_STEP_DONE;
 		if (n == 0)
 			break;
 	}
@@ -759,17 +867,18 @@ apikey_visit_main(Datum main_arg)
 	{
 		int64		entries = 0;
 
-		if (apikey_visit_step("apikey: sizing the usage log", apikey_step_log_size,
-							  nspid, NULL, &entries) &&
+		if (apikey_visit_step("apikey: sizing the usage log", apikey_log_size_locks,
+							  apikey_step_log_size, nspid, NULL, &entries) == APIKEY_STEP_DONE &&
 			entries > APIKEY_LOG_FOLD_FACTOR * (int64) Min(apikey_max_tracked_keys, 1000000))
 			args.what |= APIKEY_DO_FOLD;
 	}
 	if (args.what & APIKEY_DO_FOLD)
 	{
-		fold_ok = apikey_visit_step("apikey: folding the usage log", apikey_step_fold,
-									nspid, NULL, NULL);
-		if (fold_ok)
+		if (apikey_visit_step("apikey: folding the usage log", apikey_fold_locks,
+							  apikey_step_fold, nspid, NULL, NULL) == APIKEY_STEP_DONE)
 			apikey_launcher_step_done(MyDatabaseId, APIKEY_STEP_FOLD, GetCurrentTimestamp());
+		else
+			apikey_worker_shared->deferred[args.slot] |= APIKEY_DO_FOLD;
 	}
 
 	if (args.what & APIKEY_DO_SWEEP)
@@ -780,9 +889,10 @@ apikey_visit_main(Datum main_arg)
 			int64		n = 0;
 
 			CHECK_FOR_INTERRUPTS();
-			if (!apikey_visit_step("apikey: sweeping", apikey_step_sweep, nspid, NULL, &n))
+			if (apikey_visit_step("apikey: sweeping", apikey_sweep_locks,
+								  apikey_step_sweep, nspid, NULL, &n) != APIKEY_STEP_DONE)
 			{
-				fold_ok = false;
+				apikey_worker_shared->deferred[args.slot] |= APIKEY_DO_SWEEP;
 				break;
 			}
 			if (n < APIKEY_SWEEP_BATCH)
@@ -792,7 +902,6 @@ apikey_visit_main(Datum main_arg)
 			}
 		}
 	}
-	apikey_worker_shared->outcome[args.slot] =
-		fold_ok ? APIKEY_VISIT_DONE : APIKEY_VISIT_FOLD_FAILED;
+	apikey_worker_shared->outcome[args.slot] = APIKEY_VISIT_DONE;
 	proc_exit(0);
 }
