@@ -27,7 +27,9 @@ AS $$ SELECT CASE WHEN r = 10 THEN 'superuser' ELSE r::regrole::text END $$;
 -- An ACL, default privileges expanded, in PostgreSQL's own notation
 -- (grantee=privileges, a=INSERT r=SELECT w=UPDATE d=DELETE D=TRUNCATE
 -- x=REFERENCES t=TRIGGER X=EXECUTE U=USAGE, * after one grantable) with
--- PUBLIC for everyone and "owner" for the object's owner.
+-- PUBLIC for everyone and "owner" for the object's owner.  MAINTAIN (m,
+-- PostgreSQL 17 on) is shown for anyone but the owner, who has it by default
+-- there and cannot lack it on 15.
 CREATE FUNCTION regress_sec_acl(acl aclitem[], kind "char", owner oid) RETURNS text
     LANGUAGE sql STABLE
 AS $$
@@ -37,7 +39,7 @@ SELECT string_agg(g.grantee || '=' || g.privileges, ' ' ORDER BY g.rank, g.grant
                     ELSE a.grantee::regrole::text END AS grantee,
                CASE WHEN a.grantee = owner THEN 0 WHEN a.grantee = 0 THEN 1 ELSE 2 END AS rank,
                string_agg(l.letter || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ''
-                          ORDER BY strpos('arwdDxtXUCTc', l.letter)) AS privileges
+                          ORDER BY strpos('arwdDxtmXUCTc', l.letter)) AS privileges
           FROM aclexplode(coalesce(acl, acldefault(kind, owner))) a,
                LATERAL (SELECT CASE a.privilege_type
                                    WHEN 'INSERT' THEN 'a' WHEN 'SELECT' THEN 'r'
@@ -46,7 +48,9 @@ SELECT string_agg(g.grantee || '=' || g.privileges, ' ' ORDER BY g.rank, g.grant
                                    WHEN 'TRIGGER' THEN 't' WHEN 'EXECUTE' THEN 'X'
                                    WHEN 'USAGE' THEN 'U' WHEN 'CREATE' THEN 'C'
                                    WHEN 'TEMPORARY' THEN 'T' WHEN 'CONNECT' THEN 'c'
+                                   WHEN 'MAINTAIN' THEN 'm'
                                    ELSE a.privilege_type END AS letter) l
+         WHERE NOT (a.privilege_type = 'MAINTAIN' AND a.grantee = owner)
          GROUP BY 1, 2) g
 $$;
 
@@ -55,7 +59,13 @@ CREATE VIEW regress_sec_members AS
 SELECT d.classid, d.objid
   FROM pg_depend d
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'apikey'
- WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e';
+ WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+   -- the row types of tables and views and array types come with their
+   -- relation or element type; PostgreSQL 18 records them as members, 15
+   -- does not
+   AND NOT EXISTS (SELECT FROM pg_type t LEFT JOIN pg_class c ON c.oid = t.typrelid
+                    WHERE d.classid = 'pg_type'::regclass AND t.oid = d.objid
+                      AND (t.typelem <> 0 OR c.relkind IN ('r', 'v')));
 
 -- Functions: owner, SECURITY DEFINER, settings, who may execute.
 CREATE VIEW regress_sec_functions AS
