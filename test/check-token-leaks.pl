@@ -6,7 +6,7 @@
 #
 # --skip-statement-echo: in server logs, skip what PostgreSQL echoes of the
 # client's own input -- "LOG:  statement: ...", "LOG:  execute ...: ...",
-# "DETAIL:  parameters: ..." (log_statement, log_parameter_max_length*) and
+# "DETAIL:  parameters: ..." (Parameters: from PostgreSQL 18) (log_statement, log_parameter_max_length*) and
 # "STATEMENT:  ..." after an error, with their continuation lines.  TAP
 # clusters run with log_statement = 'all' (PostgreSQL::Test::Cluster), and
 # tests pass tokens as literals; what is left is everything the server and
@@ -137,7 +137,7 @@ if (@ARGV && $ARGV[0] eq '--skip-statement-echo')
 sub echo_start
 {
 	my ($line) = @_;
-	return $line =~ /\b(?:LOG|DETAIL|STATEMENT):\s+(?:statement:\s|execute\s[^:]*:\s|parameters:\s)/
+	return $line =~ /\b(?:LOG|DETAIL|STATEMENT):\s+(?:statement:\s|execute\s[^:]*:\s|[Pp]arameters:\s)/
 	  || $line =~ /\bSTATEMENT:\s/;
 }
 
