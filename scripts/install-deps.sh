@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages needed to build, test and demo apikey.
+#
+#   install-deps.sh [GROUP...]
+#
+# GROUP (default: base):
+#   base      build the extension and test it on Debian's PostgreSQL 15
+#   build-pg  build PostgreSQL from source (scripts/pg-build.sh)
+#   valgrind  the valgrind flavor of pg-build.sh (memcheck.h)
+#   dev       developer tools the scripts do not need (shellcheck)
+#
 # Idempotent: if everything is already installed it does nothing (and needs
 # neither root nor the network).  Otherwise it runs, as root (or via sudo),
 #   apt-get update && apt-get install -y <missing packages>
 set -euo pipefail
 
-PACKAGES=(
+BASE=(
     postgresql-15            # server binaries: initdb, postgres, pg_ctl
     postgresql-client-15     # psql
     postgresql-server-dev-15 # PGXS, pg_config, pg_regress, pg_isolation_regress, TAP modules
@@ -17,8 +26,38 @@ PACKAGES=(
     perl                     # perl and prove
 )
 
+# pg-build.sh: ./configure --enable-tap-tests --with-zlib --with-openssl
+# --without-readline --without-icu.  bison and flex: from PostgreSQL 17 on
+# the release tarballs no longer ship the generated parsers.
+BUILD_PG=(
+    gcc make libc6-dev perl
+    libipc-run-perl         # configure --enable-tap-tests checks for IPC::Run
+    zlib1g-dev libssl-dev
+    bison flex
+    bzip2 xz-utils          # the .orig.tar.bz2 / .tar.xz
+    debian-archive-keyring  # verifies the private apt-get update
+)
+
+PACKAGES=()
+(($# > 0)) || set -- base
+for group in "$@"; do
+    case $group in
+    base) PACKAGES+=("${BASE[@]}") ;;
+    build-pg) PACKAGES+=("${BUILD_PG[@]}") ;;
+    valgrind) PACKAGES+=(valgrind) ;;
+    dev) PACKAGES+=(shellcheck) ;;
+    *)
+        echo "install-deps: ERROR: unknown group '$group' (base, build-pg, valgrind, dev)" >&2
+        exit 2
+        ;;
+    esac
+done
+
 missing=()
+declare -A checked=()
 for pkg in "${PACKAGES[@]}"; do
+    [[ -z ${checked[$pkg]-} ]] || continue
+    checked[$pkg]=1
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
     [[ $status == installed ]] || missing+=("$pkg")
 done

@@ -22,9 +22,21 @@ else
     AS_ROOT=(sudo --)
 fi
 
-# Ask pg_config where the server binaries live (only valid once installed).
+# Ask $PG_CONFIG where things live (only valid once installed):
+#   PG_BINDIR             initdb, postgres, pg_ctl, psql ...
+#   PG_REGRESS, PG_ISOLATION_REGRESS, PG_PERL_LIB
+#                         the test drivers and TAP modules PGXS installs
+#                         under lib/pgxs/src/test (next to src/makefiles).
 pg_paths() {
+    local pgxs_test
     PG_BINDIR=$("$PG_CONFIG" --bindir)
+    pgxs_test=$(dirname "$(dirname "$("$PG_CONFIG" --pgxs)")")/test
+    # shellcheck disable=SC2034 # used by test.sh
+    PG_REGRESS=$pgxs_test/regress/pg_regress
+    # shellcheck disable=SC2034
+    PG_ISOLATION_REGRESS=$pgxs_test/isolation/pg_isolation_regress
+    # shellcheck disable=SC2034
+    PG_PERL_LIB=$pgxs_test/perl
 }
 
 # Hand DIR (recursively) to the test OS user when running as root.

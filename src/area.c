@@ -38,6 +38,8 @@
 #define APIKEY_AREA_INITIAL_SIZE	(1024 * 1024)
 /* How long inserts are not tried after running out of memory. */
 #define APIKEY_AREA_BACKOFF_USEC	USECS_PER_SEC
+/* After running out, shared memory counts as short for this long. */
+#define APIKEY_AREA_PRESSED_USEC	(60 * USECS_PER_SEC)
 /* At most one LOG line per this long about running out of memory. */
 #define APIKEY_AREA_WARN_USEC		(60 * USECS_PER_SEC)
 
@@ -210,6 +212,20 @@ apikey_area_exhausted(void)
 	uint64		until = pg_atomic_read_u64(&apikey_area_shared->exhausted_until);
 
 	return until != 0 && (uint64) GetCurrentTimestamp() < until;
+}
+
+/*
+ * Did an insert run out of memory in the last minute?  Then whatever can be
+ * freed early is (empty pending entries, ended windows: pending.c, the
+ * launcher's housekeeping), not after the usual delays.
+ */
+bool
+apikey_area_pressed(void)
+{
+	uint64		until = pg_atomic_read_u64(&apikey_area_shared->exhausted_until);
+
+	return until != 0 &&
+		(uint64) GetCurrentTimestamp() < until - APIKEY_AREA_BACKOFF_USEC + APIKEY_AREA_PRESSED_USEC;
 }
 
 /* Errors that mean "no more shared memory", as opposed to a bug. */

@@ -52,5 +52,6 @@ typedef void (*ApikeyEntryInit) (void *entry, void *arg);
 extern bool apikey_area_insert(ApikeyTableKind kind, const void *key,
 							   ApikeyEntryInit init, void *arg);
 extern bool apikey_area_exhausted(void);
+extern bool apikey_area_pressed(void);
 
 #endif							/* APIKEY_AREA_H */

@@ -8,7 +8,8 @@
  *		denials by code, and when it was last counted into.  Entries are
  *		created as keys are used, up to apikey.max_tracked_keys of them, and
  *		removed by a flush once they have been empty and idle for a minute
- *		(at once when the table is nearly full): memory follows use.  A key
+ *		(at once when the table is nearly full, or shared memory ran out in
+ *		the last minute): memory follows use.  A key
  *		that finds no room is still answered; its counts go to its
  *		database's overflow totals (shown by apikey_stats, not attributable
  *		to a key).
@@ -29,7 +30,9 @@
  *		in-flight copy is not counted twice), and a reader whose snapshot
  *		does not see it yet that the copy is not (so a copy already
  *		subtracted is added back).  A logged copy is dropped at the entry's
- *		next flush, a flush interval later.
+ *		next flush, a flush interval later; an empty entry whose logged copy
+ *		every snapshot sees (its transaction is older than the oldest xmin)
+ *		can be removed.
  *
  *		Nothing allocates or can raise an ERROR while a partition lock is
  *		held.
@@ -39,6 +42,7 @@
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "access/transam.h"
@@ -47,6 +51,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "area.h"
 #include "compat.h"
 #include "pending.h"
 
@@ -436,7 +441,9 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 	int			me = apikey_my_procno();
 	TransactionId xid = GetTopTransactionId();	/* before any lock */
 	bool		pressed = pg_atomic_read_u32(&apikey_pd->entries) >
-		(uint32) apikey_max_tracked_keys / 10 * 9;
+		(uint32) apikey_max_tracked_keys / 10 * 9 || apikey_area_pressed();
+	/* every snapshot sees transactions before this one as ended */
+	TransactionId horizon = GetOldestNonRemovableTransactionId(NULL);
 
 	*more = false;
 	dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), true);
@@ -456,6 +463,7 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 			/* a logged copy is for readers only until they all see it */
 			if ((pressed || now - e->touched >= APIKEY_PENDING_IDLE_USEC) &&
 				(e->held_xid == InvalidTransactionId ||
+				 TransactionIdPrecedes(e->held_xid, horizon) ||
 				 now - e->touched >= 2 * APIKEY_PENDING_IDLE_USEC))
 			{
 				dshash_delete_current(&status);

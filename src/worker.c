@@ -457,6 +457,7 @@ apikey_housekeep(TimestampTz now)
 
 	(void) apikey_ratelimit_housekeep(now);
 	(void) apikey_failures_housekeep(now, &pressed);
+	pressed |= apikey_area_pressed();
 	return TimestampTzPlusMilliseconds(now, pressed ? APIKEY_HOUSEKEEP_PRESSED_MS :
 									   APIKEY_HOUSEKEEP_MS);
 }
