@@ -408,6 +408,7 @@ run_regress() {
     shift 4
     local instance=$TREE/tmp_check_$kind logf=$WORK/$TARGET/$kind.log port rc=0
     local line name res n_ok=0 n_bad=0
+    local -a failed_names=()
     local -A seen=()
     local -a senv
     mapfile -t senv < <(san_env)
@@ -443,6 +444,7 @@ run_regress() {
             n_ok=$((n_ok + 1))
         else
             n_bad=$((n_bad + 1))
+            failed_names+=("$name")
         fi
     done <"$logf"
     # A test with no result line (server failed to start, timeout) failed.
@@ -451,12 +453,15 @@ run_regress() {
         if [[ -z ${seen[$name]-} ]]; then
             warn "$kind: $name produced no result"
             n_missing=$((n_missing + 1))
+            failed_names+=("$name")
         fi
     done
     n_bad=$((n_bad + n_missing))
     PASSED=$((PASSED + n_ok))
     FAILED=$((FAILED + n_bad))
     say "$kind: $n_ok passed, $n_bad failed"
+    # CI shows the head and tail of a long log: name the failures in the table.
+    if ((${#failed_names[@]} > 0)); then STAGE_NOTE="failed: ${failed_names[*]}"; fi
     # After a timeout the temporary server may still be up; stop it now.
     stop_servers_under "$instance"
     if ((rc != 0 && n_bad == 0)); then
@@ -508,6 +513,7 @@ stage_tap() {
     say "TAP tests (prove: ${tests[*]})"
     rm -rf "$TREE/tmp_check"
     local name logf rc n_ok=0 n_bad=0
+    local -a failed_names=()
     local -a senv server_logs=() skipped=()
     mapfile -t senv < <(san_env)
     for name in "${tests[@]}"; do
@@ -531,6 +537,7 @@ stage_tap() {
             skipped+=("$name")
         else
             n_bad=$((n_bad + 1))
+            failed_names+=("$name")
             warn "tap: t/$name.pl failed (exit $rc)"
             show_tail 80 "$TREE/tmp_check/log/regress_log_$name" "$TREE/tmp_check/log/${name}"_*.log
             # A killed test script leaves its nodes running; stop them.
@@ -541,6 +548,9 @@ stage_tap() {
     FAILED=$((FAILED + n_bad))
     say "tap: $n_ok passed, $n_bad failed"
     if ((${#skipped[@]} > 0)); then STAGE_NOTE="skipped itself: ${skipped[*]}"; fi
+    if ((${#failed_names[@]} > 0)); then
+        STAGE_NOTE="failed: ${failed_names[*]}${STAGE_NOTE:+; $STAGE_NOTE}"
+    fi
     # The nodes' server logs (regress_log_* hold the test scripts' own output).
     for logf in "$TREE"/tmp_check/log/*.log; do
         [[ -f $logf && ${logf##*/} != regress_log_* ]] && server_logs+=("$logf")
