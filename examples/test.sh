@@ -34,8 +34,6 @@ EXAMPLES=$REPO/examples
 . "$REPO/scripts/lib.sh" # PG_CONFIG, AS_PG, give_to_pg, free_port, stop_servers_under
 
 PY=/usr/bin/python3 # Debian's Python: the one that sees python3-psycopg
-N=0
-FAILED=0
 WORK=""
 APP_PIDS=()
 NPM_PID=""
@@ -43,22 +41,8 @@ PGPORT=""
 SOCK=""
 T0=$SECONDS
 
-note() { printf '# %s\n' "$*"; }
-
-# result DESC [REASON...]: print one check line; reasons make it a failure.
-result() {
-    local desc=$1
-    shift
-    N=$((N + 1))
-    if (($# == 0)); then
-        printf 'ok %d - %s\n' "$N" "$desc"
-    else
-        FAILED=$((FAILED + 1))
-        printf 'not ok %d - %s\n' "$N" "$desc"
-        local r
-        for r in "$@"; do printf '#   %s\n' "$r"; done
-    fi
-}
+# shellcheck source=SCRIPTDIR/../scripts/tap.sh
+. "$REPO/scripts/tap.sh" # note, result; N and FAILED
 
 # A setup step that failed: one failing check, then stop.
 abort() {

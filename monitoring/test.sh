@@ -33,28 +33,12 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 EXPORTER=/usr/bin/prometheus-postgres-exporter
 QUERIES=$REPO/monitoring/apikey-queries.yaml
-N=0
-FAILED=0
 WORK=""
 EXPORTER_PID=""
 T0=$SECONDS
 
-note() { printf '# %s\n' "$*"; }
-
-# result DESC [REASON...]: print one check line; reasons make it a failure.
-result() {
-    local desc=$1
-    shift
-    N=$((N + 1))
-    if (($# == 0)); then
-        printf 'ok %d - %s\n' "$N" "$desc"
-    else
-        FAILED=$((FAILED + 1))
-        printf 'not ok %d - %s\n' "$N" "$desc"
-        local r
-        for r in "$@"; do printf '#   %s\n' "$r"; done
-    fi
-}
+# shellcheck source=SCRIPTDIR/../scripts/tap.sh
+. "$REPO/scripts/tap.sh" # note, result; N and FAILED
 
 # A setup step that failed: one failing check, then stop.
 abort() {

@@ -58,8 +58,6 @@ LOCKED=""
 PREREQS=(dpkg-dev debhelper fakeroot build-essential postgresql-server-dev-all
     python3-jsonschema git)
 
-N=0
-FAILED=0
 T0=$SECONDS
 WORK=""
 STASH=""
@@ -69,22 +67,8 @@ CLUSTER_DIR=""
 CLUSTER_BIN=""
 BUILD_PID=""        # the background dpkg-buildpackage (under timeout)
 
-note() { printf '# %s\n' "$*"; }
-
-# result DESC [REASON...]: print one check line; reasons make it a failure.
-result() {
-    local desc=$1
-    shift
-    N=$((N + 1))
-    if (($# == 0)); then
-        printf 'ok %d - %s\n' "$N" "$desc"
-    else
-        FAILED=$((FAILED + 1))
-        printf 'not ok %d - %s\n' "$N" "$desc"
-        local r
-        for r in "$@"; do printf '#   %s\n' "$r"; done
-    fi
-}
+# shellcheck source=SCRIPTDIR/../scripts/tap.sh
+. "$REPO/scripts/tap.sh" # note, result; N and FAILED
 
 # check DESC CMD...: run CMD (output to $WORK/check-N.log); ok if it succeeds,
 # else a failure showing the end of its output.

@@ -124,8 +124,6 @@ ref_covers(const RefScope *g, const RefScope *r)
  * Reporting
  * ------------------------------------------------------------------------
  */
-static const uint8_t *cur_data;
-static size_t cur_size;
 static size_t stat_parsed;
 static size_t stat_valid;
 static size_t stat_pairs;
@@ -133,86 +131,10 @@ static size_t stat_covered;
 static size_t stat_set_checks;
 static bool trace;
 
-/*
- * Context for a failure report: dump() collects it, fail() prints it after
- * the headline, then the whole input.
- */
-static char report[8192];
-static size_t report_len;
-
-static void
-dump_to(char *buf, size_t size, size_t *used, const char *what, const void *p, size_t n)
-{
-	const unsigned char *s = p;
-
-#define EMIT(...) \
-	do { \
-		if (*used < size) \
-			*used += snprintf(buf + *used, size - *used, __VA_ARGS__); \
-	} while (0)
-	EMIT("  %s (%zu bytes): \"", what, n);
-	for (size_t i = 0; i < n && i < 600; i++)
-	{
-		if (s[i] == '"' || s[i] == '\\')
-			EMIT("\\%c", s[i]);
-		else if (s[i] >= 0x20 && s[i] < 0x7f)
-			EMIT("%c", s[i]);
-		else
-			EMIT("\\x%02x", s[i]);
-	}
-	EMIT("%s\"\n", n > 600 ? "..." : "");
-#undef EMIT
-}
-
-static void
-dump(const char *what, const void *p, size_t n)
-{
-	dump_to(report, sizeof(report), &report_len, what, p, n);
-}
-
-/* print what dump() collected (for tracing) */
-static void
-dump_flush(void)
-{
-	fputs(report, stderr);
-	report_len = 0;
-	report[0] = '\0';
-}
-
-static void pg_attribute_printf(1, 2) pg_attribute_noreturn()
-fail(const char *fmt,...)
-{
-	va_list		ap;
-	static char input[8192];
-	size_t		used = 0;
-
-	fprintf(stderr, "\n==fuzz_scope== PROPERTY VIOLATED: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n");
-	fputs(report, stderr);
-	dump_to(input, sizeof(input), &used, "fuzzer input", cur_data, cur_size);
-	fputs(input, stderr);
-	abort();
-}
-
 /* ------------------------------------------------------------------------
  * Checks
  * ------------------------------------------------------------------------
  */
-static char *
-exact_copy(const void *p, size_t n)
-{
-	char	   *c = malloc(n);
-
-	if (c == NULL)
-		abort();
-	if (n > 0)
-		memcpy(c, p, n);
-	return c;
-}
-
 static bool
 same_part(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -453,8 +375,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		atexit(print_stats);
 		registered = true;
 	}
-	cur_data = data;
-	cur_size = size;
+	fuzz_set_input("fuzz_scope", data, size);
 
 	/* the whole input as one scope */
 	{

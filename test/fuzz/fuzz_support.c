@@ -196,3 +196,94 @@ void
 pg_strong_random_init(void)
 {
 }
+
+/* ------------------------------------------------------------------------
+ * Failure reports
+ * ------------------------------------------------------------------------
+ */
+static const char *cur_harness = "fuzz";
+static const uint8_t *cur_data;
+static size_t cur_size;
+
+/* Context for a failure report: dump() collects it, fail() prints it. */
+static char report[8192];
+static size_t report_len;
+
+void
+fuzz_set_input(const char *harness, const uint8_t *data, size_t size)
+{
+	cur_harness = harness;
+	cur_data = data;
+	cur_size = size;
+	report_len = 0;
+	report[0] = '\0';
+}
+
+/* Append "what (n bytes): "..."" to buf, non-printable bytes escaped. */
+static void
+dump_to(char *buf, size_t size, size_t *used, const char *what, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+
+#define EMIT(...) \
+	do { \
+		if (*used < size) \
+			*used += snprintf(buf + *used, size - *used, __VA_ARGS__); \
+	} while (0)
+	EMIT("  %s (%zu bytes): \"", what, n);
+	for (size_t i = 0; i < n && i < 600; i++)
+	{
+		if (s[i] == '"' || s[i] == '\\')
+			EMIT("\\%c", s[i]);
+		else if (s[i] >= 0x20 && s[i] < 0x7f)
+			EMIT("%c", s[i]);
+		else
+			EMIT("\\x%02x", s[i]);
+	}
+	EMIT("%s\"\n", n > 600 ? "..." : "");
+#undef EMIT
+}
+
+void
+dump(const char *what, const void *p, size_t n)
+{
+	dump_to(report, sizeof(report), &report_len, what, p, n);
+}
+
+void
+dump_flush(void)
+{
+	fputs(report, stderr);
+	report_len = 0;
+	report[0] = '\0';
+}
+
+void
+fail(const char *fmt,...)
+{
+	va_list		ap;
+	static char input[8192];
+	size_t		used = 0;
+
+	fprintf(stderr, "\n==%s== PROPERTY VIOLATED: ", cur_harness);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	fputs(report, stderr);
+	dump_to(input, sizeof(input), &used, "fuzzer input", cur_data, cur_size);
+	fputs(input, stderr);
+	abort();
+}
+
+char *
+exact_copy(const void *p, size_t n)
+{
+	char	   *c = malloc(n);
+
+	if (c == NULL)
+		abort();
+	if (n > 0)
+		memcpy(c, p, n);
+	return c;
+}

@@ -250,8 +250,6 @@ ref_own_prefix(const unsigned char *t, size_t n, char out[REF_MAX_NAME + 1])
  * Reporting
  * ------------------------------------------------------------------------
  */
-static const uint8_t *cur_data;
-static size_t cur_size;
 static bool strict_hint;
 static bool trace;
 
@@ -273,87 +271,10 @@ shape_name(ApikeyTokenShape s)
 	return "?";
 }
 
-/*
- * Context for a failure report: dump() collects it, fail() prints it after
- * the headline, then the whole input.
- */
-static char report[8192];
-static size_t report_len;
-
-static void
-dump_to(char *buf, size_t size, size_t *used, const char *what, const void *p, size_t n)
-{
-	const unsigned char *s = p;
-
-#define EMIT(...) \
-	do { \
-		if (*used < size) \
-			*used += snprintf(buf + *used, size - *used, __VA_ARGS__); \
-	} while (0)
-	EMIT("  %s (%zu bytes): \"", what, n);
-	for (size_t i = 0; i < n && i < 600; i++)
-	{
-		if (s[i] == '"' || s[i] == '\\')
-			EMIT("\\%c", s[i]);
-		else if (s[i] >= 0x20 && s[i] < 0x7f)
-			EMIT("%c", s[i]);
-		else
-			EMIT("\\x%02x", s[i]);
-	}
-	EMIT("%s\"\n", n > 600 ? "..." : "");
-#undef EMIT
-}
-
-static void
-dump(const char *what, const void *p, size_t n)
-{
-	dump_to(report, sizeof(report), &report_len, what, p, n);
-}
-
-/* print what dump() collected (for tracing) */
-static void
-dump_flush(void)
-{
-	fputs(report, stderr);
-	report_len = 0;
-	report[0] = '\0';
-}
-
-static void pg_attribute_printf(1, 2) pg_attribute_noreturn()
-fail(const char *fmt,...)
-{
-	va_list		ap;
-	static char input[8192];
-	size_t		used = 0;
-
-	fprintf(stderr, "\n==fuzz_token== PROPERTY VIOLATED: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n");
-	fputs(report, stderr);
-	dump_to(input, sizeof(input), &used, "fuzzer input", cur_data, cur_size);
-	fputs(input, stderr);
-	abort();
-}
-
 /* ------------------------------------------------------------------------
  * Checks
  * ------------------------------------------------------------------------
  */
-
-/* An exactly sized heap copy, so that ASan sees any access past n. */
-static char *
-exact_copy(const void *p, size_t n)
-{
-	char	   *c = malloc(n);
-
-	if (c == NULL)
-		abort();
-	if (n > 0)
-		memcpy(c, p, n);
-	return c;
-}
 
 /*
  * Run apikey_token_hint and check it: returns the hint length.  The hint
@@ -828,8 +749,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned	mode;
 	unsigned	choice;
 
-	cur_data = data;
-	cur_size = size;
+	fuzz_set_input("fuzz_token", data, size);
 	if (size == 0)
 	{
 		check_argument(data, 0, 0);
