@@ -17,6 +17,8 @@
 #                 18-cassert): regress, isolation, tap.  17 is supported
 #                 but, as of 2026-11-30, Debian's archive answers 404 for
 #                 its only listed source (17.12-0+deb13u1)
+#   15-valgrind   regress and isolation with every server process under
+#                 valgrind memcheck (not in the matrix: about 30x slower)
 # The matrix is 15, 15-asan, 18-cassert.  Source builds are cached
 # under /var/cache/apikey-pg (see pg-build.sh); on a machine without them they
 # are built in the background, at low priority, while the first targets'
@@ -318,6 +320,8 @@ pick() { # ARRAY KIND DIR SUFFIX
 # pulls the runtime in late; ASan would abort it ("ASan runtime does not
 # come first"), and works when told not to check.
 san_env() {
+    # pg_regress waits PGCTLTIMEOUT seconds (60) for its server to start
+    if [[ -n $VG_DIR ]]; then echo "PGCTLTIMEOUT=600"; fi
     if [[ -n $SAN_DIR ]]; then
         printf '%s\n' \
             "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:print_stacktrace=1:disable_coredump=1:verify_asan_link_order=0:log_path=$SAN_DIR/asan" \
@@ -419,7 +423,7 @@ run_regress() {
     # --no-locale/--encoding make results independent of the machine's locale;
     # tests do their own CREATE EXTENSION (no --load-extension).
     logged "$logf" 600 "${AS_PG[@]}" env "${senv[@]}" "$driver" \
-        --bindir="$PG_BINDIR" --inputdir=. --outputdir="$outdir" \
+        --bindir="${SERVER_BINDIR:-$PG_BINDIR}" --inputdir=. --outputdir="$outdir" \
         --temp-instance="$instance" --temp-config=test/preload.conf \
         --port="$port" --dbname="$dbname" --no-locale --encoding=UTF8 \
         "$@" || rc=$?
@@ -479,6 +483,7 @@ run_regress() {
     fi
     check_crashes "$outdir/log/postmaster.log"
     check_token_leaks "$outdir/log/postmaster.log"
+    check_valgrind
 }
 
 stage_regress() {
@@ -611,9 +616,7 @@ normalize_target() { # SPEC
     case $1 in
     15 | debian | 15-debian) echo 15 ;;
     [0-9][0-9]) echo "$1-cassert" ;;
-    # (pg-build.sh's valgrind flavor is for running a server under valgrind
-    # by hand; the stages here do not.)
-    [0-9][0-9]-cassert | [0-9][0-9]-asan) echo "$1" ;;
+    [0-9][0-9]-cassert | [0-9][0-9]-asan | [0-9][0-9]-valgrind) echo "$1" ;;
     *) return 1 ;;
     esac
 }
@@ -634,6 +637,9 @@ target_kinds() { # TARGET
             echo "$BASE_KINDS"
         fi
         ;;
+    # Every server process under valgrind is some 30x slower: regress and
+    # isolation only (not in the matrix; see doc/apikey.md, Testing).
+    *-valgrind) echo "regress isolation" ;;
     *) echo "$SERVER_KINDS" ;;
     esac
 }
@@ -746,6 +752,69 @@ prepare_upgrade_from() {
     fi
 }
 
+# A valgrind target (pg-build.sh's valgrind flavor: -DUSE_VALGRIND, so
+# PostgreSQL tells memcheck which memory-context chunks are allocated) runs
+# its pg_regress servers under memcheck: SERVER_BINDIR holds links to the
+# build's programs, with postgres replaced by a script that starts the real
+# one under valgrind.  pg_regress starts SERVER_BINDIR/postgres; initdb
+# resolves its own link and runs the real postgres (bootstrap is not ours).
+# Forked children (backends, our workers) stay under valgrind; every error
+# goes to VG_DIR/PID.log between markers that check_valgrind counts.
+VG_DIR=""
+SERVER_BINDIR=""
+setup_valgrind() {
+    local real=$PG_BINDIR supp f
+    supp=$(find "$(dirname "$(dirname "$real")")/src" -path '*/src/tools/valgrind.supp' 2>/dev/null | head -n 1)
+    if [[ -z $supp ]]; then
+        stage_error "$TARGET: src/tools/valgrind.supp not found next to $real"
+        return 1
+    fi
+    if ! command -v valgrind >/dev/null; then
+        stage_error "$TARGET: valgrind is not installed (pg-build.sh installs it for this flavor)"
+        return 1
+    fi
+    VG_DIR=$WORK/$TARGET/valgrind
+    SERVER_BINDIR=$WORK/$TARGET/bin
+    mkdir -p "$VG_DIR" "$SERVER_BINDIR"
+    for f in "$real"/*; do ln -sfn "$f" "$SERVER_BINDIR/${f##*/}"; done
+    rm -f "$SERVER_BINDIR/postgres"
+    cat >"$SERVER_BINDIR/postgres" <<EOS
+#!/bin/sh
+# postgres -V/--describe-config and the like need no valgrind
+case "\$1" in -V|--version|-C|--describe-config) exec "$real/postgres" "\$@" ;; esac
+exec valgrind --quiet --leak-check=no --track-origins=yes --num-callers=40 \
+    --suppressions="$supp" --error-markers=VALGRINDERROR-BEGIN,VALGRINDERROR-END \
+    --log-file="$VG_DIR/%p.log" --trace-children=no "$real/postgres" "\$@"
+EOS
+    chmod 755 "$SERVER_BINDIR/postgres"
+    give_to_pg "$WORK/$TARGET"
+    say "$TARGET: servers run under valgrind memcheck ($(valgrind --version)); reports go to $VG_DIR"
+}
+
+# After a valgrind stage: one failed test if any server process logged a
+# memcheck error; the reports are printed and the logs emptied for the next
+# stage.
+check_valgrind() {
+    [[ -n $VG_DIR && -d $VG_DIR ]] || return 0
+    local f errs=0 n
+    for f in "$VG_DIR"/*.log; do
+        [[ -f $f ]] || continue
+        n=$(grep -c 'VALGRINDERROR-BEGIN' "$f" || true)
+        if ((n > 0)); then
+            errs=$((errs + n))
+            echo "----- valgrind report ${f#"$WORK"/} (first 200 lines) -----"
+            head -n 200 "$f"
+        fi
+    done
+    if ((errs > 0)); then
+        FAILED=$((FAILED + 1))
+        warn "valgrind: $errs memcheck error(s) in server processes"
+    else
+        say "valgrind: no memcheck errors in $(find "$VG_DIR" -name '*.log' | wc -l) server processes"
+    fi
+    rm -f "$VG_DIR"/*.log
+}
+
 # Build stage of a target: find its PostgreSQL, copy the tree, build and
 # install the extension into that PostgreSQL.  Sets BUILD_OK=1 on success.
 stage_build() {
@@ -764,6 +833,12 @@ stage_build() {
     say "$TARGET: $("$PG_CONFIG" --version) at $PG_BINDIR"
     SANITIZED=0
     SLOW=1
+    VG_DIR=""
+    SERVER_BINDIR=""
+    if [[ $TARGET == *-valgrind ]]; then
+        setup_valgrind || return 0
+        SLOW=20
+    fi
     if "$PG_CONFIG" --cflags | grep -q -- -fsanitize; then
         SANITIZED=1
         SLOW=3
@@ -831,11 +906,11 @@ while (($# > 0)); do
     case $1 in
     --pg)
         [[ $# -ge 2 ]] || {
-            stage_error "--pg needs a value (15, 15-asan, 18, 17, MAJOR-FLAVOR)"
+            stage_error "--pg needs a value (15, 15-asan, 18, 17, 15-valgrind, MAJOR-FLAVOR)"
             exit 2
         }
         if ! t=$(normalize_target "$2"); then
-            stage_error "--pg $2: unknown target (15, 15-asan, 18, 17, MAJOR-cassert, MAJOR-asan)"
+            stage_error "--pg $2: unknown target (15, 15-asan, 18, 17, MAJOR-cassert, MAJOR-asan, MAJOR-valgrind)"
             exit 2
         fi
         [[ " ${TARGETS[*]} " == *" $t "* ]] || TARGETS+=("$t")
