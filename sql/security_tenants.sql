@@ -94,8 +94,13 @@ CREATE POLICY tenant_update ON apikey_keys FOR UPDATE TO regress_sec_tenant
     WITH CHECK (apikey_acts_for(org_id));
 CREATE POLICY tenant_select ON apikey_events FOR SELECT TO regress_sec_tenant
     USING (apikey_acts_for(org_id));
+-- Usage of the tenant's keys, from each key's creation on: a key_id freed
+-- by deleting a key (its history stays until apikey.usage_retention) and
+-- taken by another organization does not bring that history with it.
 CREATE POLICY tenant_select ON apikey_usage FOR SELECT TO regress_sec_tenant
-    USING (EXISTS (SELECT FROM apikey_keys k WHERE k.key_id = apikey_usage.key_id));
+    USING (EXISTS (SELECT FROM apikey_keys k
+                    WHERE k.key_id = apikey_usage.key_id
+                      AND apikey_usage.bucket >= date_trunc('hour', k.created_at)));
 
 -- Once row-level security is on, every other role that reads these tables
 -- needs a policy too.  The key administrators of all organizations:
@@ -304,6 +309,24 @@ SELECT org_id, event, actor, count(*) FROM apikey_events
  WHERE actor <> :'su' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 -- globex's keys are as globex left them
 SELECT name, is_active, revoked_reason FROM apikey_keys WHERE org_id = 'globex' ORDER BY name;
+
+-- ---------------------------------------------------------------------------
+-- A key_id freed by deleting a key.  The DBA deletes globex two (the recipe
+-- gives tenants no DELETE), whose usage history stays; its last use is made
+-- two hours old here.  Alice takes the key_id for an acme key: she sees
+-- none of globex's history or events under it.
+-- ---------------------------------------------------------------------------
+UPDATE apikey_usage SET bucket = bucket - interval '2 hours' WHERE key_id = :'g2';
+SELECT count(*) AS globex_two_history FROM apikey_usage WHERE key_id = :'g2';
+DELETE FROM apikey_keys WHERE key_id = :'g2';
+\c - regress_sec_alice
+\set SHOW_CONTEXT never
+INSERT INTO apikey_keys (key_id, org_id, name, hint, hash, environment, rate_limit, rate_window)
+VALUES (:'g2', 'acme', 'reused key_id', 'x', apikey_token_hash('w'), 'live', 10, '1 hour');
+SELECT count(*) AS history_seen FROM apikey_usage WHERE key_id = :'g2';
+SELECT org_id, event FROM apikey_events WHERE key_id = :'g2' ORDER BY event_id;
+\c - :su
+\set SHOW_CONTEXT never
 
 -- ---------------------------------------------------------------------------
 -- Clean up

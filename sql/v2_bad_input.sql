@@ -200,6 +200,22 @@ SELECT * FROM apikey_new_token('LIVE');
 SELECT * FROM apikey_new_token('');
 
 -- ---------------------------------------------------------------------------
+-- key_ids longer than 64 bytes (shared memory's field): the table's CHECK
+-- counts characters, the audit trigger counts bytes.  22 euro signs are 22
+-- characters and 66 bytes; a direct INSERT and an UPDATE OF key_id are refused.
+-- ---------------------------------------------------------------------------
+SELECT v2b_try($$INSERT INTO apikey_keys (key_id, org_id, name, hint, hash, environment)
+                 VALUES (repeat(U&'\20AC', 22), 'acme', 'n', 'h',
+                         apikey_token_hash('ak_live_euro'), 'live')$$);
+SELECT v2b_try(format($$UPDATE apikey_keys SET key_id = repeat(U&'\20AC', 22) WHERE key_id = %L$$, :'k'));
+-- 21 of them (63 bytes) are fine; rolled back, so the counts below still hold.
+BEGIN;
+SELECT v2b_try($$INSERT INTO apikey_keys (key_id, org_id, name, hint, hash, environment)
+                 VALUES (repeat(U&'\20AC', 21), 'acme', 'n', 'h',
+                         apikey_token_hash('ak_live_euro'), 'live')$$);
+ROLLBACK;
+
+-- ---------------------------------------------------------------------------
 -- Nothing was written by any of it
 -- ---------------------------------------------------------------------------
 SELECT count(*) = :keys_before AS same_keys FROM apikey_keys;

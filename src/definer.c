@@ -92,6 +92,35 @@ static const char *const apikey_audit_details_updated =
  * caller sets can relabel it.  SECURITY DEFINER: writers of keys need (and
  * get) no right to write events.
  */
+/*
+ * A key_id is at most APIKEY_KEY_ID_MAXLEN *bytes*: shared memory keeps it
+ * in a field of that size.  The table's CHECK counts characters, so a key_id
+ * of 64 multibyte characters would pass it and be cut there (mid-character,
+ * and two long ids sharing their first 64 bytes would share one rate
+ * window).  The trigger sees every INSERT and every UPDATE OF key_id, on
+ * every installed 2.x version, so it refuses them here.
+ */
+static void
+apikey_check_key_id_bytes(Relation rel, HeapTuple tup)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			attno = SPI_fnumber(desc, "key_id");
+	bool		isnull;
+	Datum		d;
+
+	if (attno <= 0)
+		elog(ERROR, "apikey_audit: apikey_keys has no key_id column");
+	d = heap_getattr(tup, attno, desc, &isnull);
+	if (!isnull && VARSIZE_ANY_EXHDR(DatumGetPointer(d)) > APIKEY_KEY_ID_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("key_id is longer than %d bytes", APIKEY_KEY_ID_MAXLEN),
+				 errdetail("It is %zu bytes long in the server's encoding.",
+						   (size_t) VARSIZE_ANY_EXHDR(DatumGetPointer(d))),
+				 errhint("Use key_ids of at most %d bytes; apikey_create makes ASCII ones.",
+						 APIKEY_KEY_ID_MAXLEN)));
+}
+
 Datum
 apikey_audit_2_1(PG_FUNCTION_ARGS)
 {
@@ -123,6 +152,7 @@ apikey_audit_2_1(PG_FUNCTION_ARGS)
 		if (apikey_is_restore())
 			return PointerGetDatum(NULL);
 		new_tup = trig->tg_trigtuple;
+		apikey_check_key_id_bytes(rel, new_tup);
 		event = "created";
 		details_sql = apikey_audit_details_created;
 	}
@@ -144,6 +174,7 @@ apikey_audit_2_1(PG_FUNCTION_ARGS)
 
 		old_tup = trig->tg_trigtuple;
 		new_tup = trig->tg_newtuple;
+		apikey_check_key_id_bytes(rel, new_tup);
 		if (revoked_at <= 0 || replaced_by <= 0 || is_active <= 0 || expires_at <= 0)
 			elog(ERROR, "apikey_audit: apikey_keys lacks the 2.x columns");
 		expiry = DatumGetTimestampTz(heap_getattr(new_tup, expires_at, desc, &isnull));

@@ -240,6 +240,8 @@ apikey_stats_internal(PG_FUNCTION_ARGS)
 	apikey_require_preload();
 	apikey_dump_ensure_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	/* refuse a role that may see no key before copying anything */
+	apikey_visibility_precheck(nspid, true);
 	npending = apikey_pending_snapshot(MyDatabaseId, GetActiveSnapshot(), &pending);
 	nwindows = apikey_ratelimit_snapshot(MyDatabaseId, GetCurrentTimestamp(), &windows);
 
@@ -342,6 +344,8 @@ apikey_pending_usage(PG_FUNCTION_ARGS)
 	MemoryContext cxt = CurrentMemoryContext;
 
 	InitMaterializedSRF(fcinfo, 0);
+	/* refuse a role that may see no key before copying anything */
+	apikey_visibility_precheck(nspid, false);
 	if (apikey_area_ready())
 	{
 		apikey_dump_ensure_loaded();

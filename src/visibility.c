@@ -84,6 +84,17 @@ apikey_sees_all(const ApikeyKeysLayout *l, bool granted_execute)
 		check_enable_rls(l->relid, InvalidOid, true) != RLS_ENABLED;
 }
 
+/*
+ * ERROR now if the calling role may see no key at all: callers that copy
+ * shared memory or read the usage log call it first, so that a role without
+ * rights cannot make them do that work only to be refused.
+ */
+void
+apikey_visibility_precheck(Oid nspid, bool granted_execute)
+{
+	(void) apikey_sees_all(apikey_keys_layout(nspid), granted_execute);
+}
+
 /* May the calling role see the row of key_id? */
 bool
 apikey_key_visible(Oid nspid, const char *key_id, bool granted_execute)

@@ -14,6 +14,7 @@ typedef struct ApikeyVisibility
 	HTAB	   *keys;			/* else: the visible key_ids */
 } ApikeyVisibility;
 
+extern void apikey_visibility_precheck(Oid nspid, bool granted_execute);
 extern bool apikey_key_visible(Oid nspid, const char *key_id, bool granted_execute);
 extern ApikeyVisibility *apikey_visibility(Oid nspid, const char *const *key_ids, int n,
 										   bool granted_execute);
