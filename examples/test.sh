@@ -80,15 +80,7 @@ cleanup() {
             rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK"; }
         fi
     fi
-    # Ended by something other than a failed check (a signal, a bug here):
-    # make sure the runner counts a failure.
-    if ((rc != 0 && FAILED == 0)); then
-        result "examples/test.sh ran to the end" "it stopped early with exit status $rc"
-    fi
-    printf '1..%d\n' "$N"
-    note "$((N - FAILED)) passed, $FAILED failed in $((SECONDS - T0)) s"
-    if ((FAILED > 0 || rc != 0)); then exit 1; fi
-    exit 0
+    tap_end examples/test.sh "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -98,18 +90,8 @@ chmod 755 "$WORK"
 
 # ------------------------------------------------------------ dependencies
 
-missing=()
-for pkg in python3-psycopg python3-psycopg-pool curl; do
-    [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    note "installing ${missing[*]}"
-    APT=(env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3)
-    if ! { timeout 300 "${APT[@]}" update && timeout 600 "${APT[@]}" install --no-install-recommends "${missing[@]}"; } \
-        >"$WORK/apt.log" 2>&1 </dev/null; then
-        abort "apt-get install ${missing[*]}" "$(tail -n 5 "$WORK/apt.log")"
-    fi
-fi
+apt_install_missing "$WORK/apt.log" python3-psycopg python3-psycopg-pool curl ||
+    abort "install python3-psycopg python3-psycopg-pool curl" "$(tail -n 5 "$WORK/apt.log")"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     abort "node and npm are installed" "install Node.js 18+ with npm"
 fi

@@ -78,15 +78,7 @@ cleanup() {
             rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK"; }
         fi
     fi
-    # Ended by something other than a failed check (a signal, a bug here):
-    # make sure the runner counts a failure.
-    if ((rc != 0 && FAILED == 0)); then
-        result "monitoring/test.sh ran to the end" "it stopped early with exit status $rc"
-    fi
-    printf '1..%d\n' "$N"
-    note "$((N - FAILED)) passed, $FAILED failed in $((SECONDS - T0)) s"
-    if ((FAILED > 0 || rc != 0)); then exit 1; fi
-    exit 0
+    tap_end monitoring/test.sh "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -96,19 +88,8 @@ chmod 755 "$WORK"
 
 # ------------------------------------------------------------ dependencies
 
-missing=()
-for pkg in prometheus-postgres-exporter curl; do
-    [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    ((EUID == 0)) || abort "install ${missing[*]}" "run as root (apt-get), or install them first"
-    note "installing ${missing[*]}"
-    APT=(env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3)
-    if ! { timeout 300 "${APT[@]}" update && timeout 600 "${APT[@]}" install --no-install-recommends "${missing[@]}"; } \
-        >"$WORK/apt.log" 2>&1 </dev/null; then
-        abort "apt-get install ${missing[*]}" "$(tail -n 5 "$WORK/apt.log")"
-    fi
-fi
+apt_install_missing "$WORK/apt.log" prometheus-postgres-exporter curl ||
+    abort "install prometheus-postgres-exporter curl" "$(tail -n 5 "$WORK/apt.log")"
 [[ -x $EXPORTER ]] || abort "$EXPORTER is installed"
 command -v setpriv >/dev/null || abort "setpriv (util-linux) is installed"
 note "$("$EXPORTER" --version 2>&1 | head -n 1)"

@@ -115,10 +115,7 @@ finish() {
             rm -rf "$WORK"
         fi
     fi
-    echo "1..$N"
-    note "packaging: $((N - FAILED)) passed, $FAILED failed, $((SECONDS - T0)) s"
-    ((FAILED == 0 && rc == 0)) || exit 1
-    exit 0
+    tap_end packaging/test.sh "$rc"
 }
 trap finish EXIT
 trap 'note "interrupted"; exit 130' INT TERM

@@ -23,3 +23,41 @@ result() {
         for r in "$@"; do printf '#   %s\n' "$r"; done
     fi
 }
+
+# tap_end NAME RC: the last thing a script's EXIT trap does.  A stop by
+# anything but a failed check (a signal, a bug in the script) counts as a
+# failure; then the plan, a summary line, and the exit status.  T0 is the
+# script's start ($SECONDS).
+tap_end() {
+    local name=$1 rc=$2
+    if ((rc != 0 && FAILED == 0)); then
+        result "$name ran to the end" "it stopped early with exit status $rc"
+    fi
+    printf '1..%d\n' "$N"
+    note "$name: $((N - FAILED)) passed, $FAILED failed in $((SECONDS - ${T0:-0})) s"
+    if ((FAILED > 0 || rc != 0)); then exit 1; fi
+    exit 0
+}
+
+# apt_install_missing LOG PKG...: install those of the Debian packages that
+# are not installed (apt-get update first), output to LOG.  Returns non-zero
+# if that failed (LOG says why); needs root when something is missing.
+apt_install_missing() {
+    local logf=$1 pkg
+    shift
+    local -a missing=() apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -y
+        -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3)
+    for pkg in "$@"; do
+        [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")
+    done
+    ((${#missing[@]} > 0)) || return 0
+    if ((EUID != 0)); then
+        echo "not root: run as root (apt-get), or install ${missing[*]} first" >"$logf"
+        return 1
+    fi
+    note "installing ${missing[*]}"
+    if ! { timeout 300 "${apt[@]}" update && timeout 600 "${apt[@]}" install --no-install-recommends "${missing[@]}"; } \
+        >"$logf" 2>&1 </dev/null; then
+        return 1
+    fi
+}
