@@ -387,20 +387,28 @@ check_token_leaks() {
 
 # ---------------------------------------------------------------- stages
 
+# count_tap KIND LOG: count LOG's "ok N" / "not ok N" lines into the totals
+# and say them; sets TAP_OK and TAP_BAD for the caller's checks.
+TAP_OK=0
+TAP_BAD=0
+count_tap() {
+    TAP_OK=$(grep -cE '^ok [0-9]+' "$2" || true)
+    TAP_BAD=$(grep -cE '^not ok [0-9]+' "$2" || true)
+    PASSED=$((PASSED + TAP_OK))
+    FAILED=$((FAILED + TAP_BAD))
+    say "$1: $TAP_OK passed, $TAP_BAD failed"
+}
+
 stage_unit() {
     if [[ ! -f test/unit/run_unit.c ]]; then
         say "unit: no test/unit/run_unit.c, skipped"
         return
     fi
     say "unit tests (make unittest)"
-    local logf=$WORK/$TARGET/unit.log rc=0 ok bad
+    local logf=$WORK/$TARGET/unit.log rc=0
     logged "$logf" 180 "${AS_PG[@]}" make -s PG_CONFIG="$PG_CONFIG" unittest || rc=$?
-    ok=$(grep -cE '^ok [0-9]+' "$logf" || true)
-    bad=$(grep -cE '^not ok [0-9]+' "$logf" || true)
-    PASSED=$((PASSED + ok))
-    FAILED=$((FAILED + bad))
-    say "unit: $ok passed, $bad failed"
-    if ((rc != 0 && bad == 0)); then
+    count_tap unit "$logf"
+    if ((rc != 0 && TAP_BAD == 0)); then
         stage_error "unit: make unittest failed (exit $rc) without a failing case (build error or crash?)"
     fi
 }
@@ -566,7 +574,7 @@ stage_tap() {
 
 # An EXTRA_STAGES script: counts its "ok N" / "not ok N" lines.
 stage_script() { # KIND
-    local kind=$1 script=${EXTRA_SCRIPT[$1]} logf=$WORK/$TARGET/$1.log rc=0 ok bad
+    local kind=$1 script=${EXTRA_SCRIPT[$1]} logf=$WORK/$TARGET/$1.log rc=0
     if [[ ! -f $TREE/$script ]]; then
         say "$kind: no $script yet, skipped"
         STAGE_NOTE="skipped: no $script"
@@ -579,14 +587,10 @@ stage_script() { # KIND
     mkdir -p "$WORK/$TARGET/$kind.work"
     logged "$logf" 900 env PG_CONFIG="$PG_CONFIG" APIKEY_TREE="$TREE" \
         APIKEY_WORK="$WORK/$TARGET/$kind.work" bash "$TREE/$script" || rc=$?
-    ok=$(grep -cE '^ok [0-9]+' "$logf" || true)
-    bad=$(grep -cE '^not ok [0-9]+' "$logf" || true)
-    PASSED=$((PASSED + ok))
-    FAILED=$((FAILED + bad))
-    say "$kind: $ok passed, $bad failed"
-    if ((rc != 0 && bad == 0)); then
+    count_tap "$kind" "$logf"
+    if ((rc != 0 && TAP_BAD == 0)); then
         stage_error "$kind: $script exited with status $rc without a failing test"
-    elif ((ok + bad == 0)); then
+    elif ((TAP_OK + TAP_BAD == 0)); then
         stage_error "$kind: $script reported no test"
     fi
 }
