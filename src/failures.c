@@ -4,8 +4,14 @@
  *
  *		One entry per (database, address) that failed in the current minute,
  *		in its own dshash table of the apikey area, at most
- *		apikey.max_tracked_clients of them.  Counting a failure is one
- *		partition lock; a new address may insert, and once the bound is
+ *		apikey.max_tracked_clients of them.  Counting a failure takes the
+ *		partition lock in shared mode and updates the entry with atomics
+ *		(the minute and its count are one 64-bit word, so a minute turning
+ *		over never loses or resets a concurrent count): clients failing from
+ *		the same address never wait for each other.  Only inserting a new
+ *		address, and the launcher's and the flush's passes, lock an entry
+ *		exclusively, which excludes the atomic updates.  A new address may
+ *		insert, and once the bound is
  *		reached further new addresses are not tracked (counted as
  *		"untracked") until the launcher's housekeeping removes entries of
  *		past minutes.  Nothing on the request path scans the table or waits
@@ -41,13 +47,31 @@ typedef enum ApikeyAlertState
 typedef struct ApikeyClientEntry
 {
 	ApikeyClientAddr key;		/* hash key: must be first */
-	TimestampTz minute;			/* the minute being counted */
-	int32		count;
-	int32		alert_state;
+	pg_atomic_uint64 minute_count;	/* minute number << 32 | failures in it */
+	pg_atomic_uint32 alert_state;
 	int32		alert_owner;	/* procno, while TAKEN */
-	int32		alert_failures;
-	TimestampTz alert_minute;	/* the minute an alert was raised for */
+	int32		alert_failures; /* written by the raiser only */
+	pg_atomic_uint64 alert_minute;	/* minute number an alert was raised for */
 } ApikeyClientEntry;
+
+/* Minutes since the PostgreSQL epoch: fits 32 bits for 8,000 years. */
+static inline uint32
+apikey_minute_number(TimestampTz now)
+{
+	return (uint32) (now / USECS_PER_MINUTE);
+}
+
+static inline uint32
+apikey_mc_minute(uint64 mc)
+{
+	return (uint32) (mc >> 32);
+}
+
+static inline int32
+apikey_mc_count(uint64 mc)
+{
+	return (int32) (mc & PG_INT32_MAX);
+}
 
 typedef struct ApikeyFailuresShared
 {
@@ -129,6 +153,9 @@ apikey_client_entry_init(void *entry, void *arg)
 
 	memset((char *) e + sizeof(ApikeyClientAddr), 0,
 		   sizeof(ApikeyClientEntry) - sizeof(ApikeyClientAddr));
+	pg_atomic_init_u64(&e->minute_count, 0);
+	pg_atomic_init_u32(&e->alert_state, APIKEY_ALERT_NONE);
+	pg_atomic_init_u64(&e->alert_minute, 0);
 	((ApikeyClientInit *) arg)->inserted = true;
 }
 
@@ -156,7 +183,10 @@ apikey_failures_count(Oid dbid, const inet *addr, TimestampTz now)
 	dshash_table *t;
 	ApikeyClientAddr key;
 	ApikeyClientEntry *e = NULL;
-	TimestampTz minute = now - (now % USECS_PER_MINUTE);
+	uint32		minute = apikey_minute_number(now);
+	uint64		mc;
+	uint64		next;
+	int32		count;
 	bool		raised = false;
 
 	if (apikey_alert_failures <= 0)
@@ -167,7 +197,7 @@ apikey_failures_count(Oid dbid, const inet *addr, TimestampTz now)
 	{
 		ApikeyClientInit init = {false};
 
-		e = dshash_find(t, &key, true);
+		e = dshash_find(t, &key, false);
 		if (e != NULL)
 			break;
 		if (!apikey_failures_reserve())
@@ -185,19 +215,41 @@ apikey_failures_count(Oid dbid, const inet *addr, TimestampTz now)
 		pg_atomic_fetch_add_u64(&apikey_fs->untracked, 1);
 		return false;
 	}
-	if (e->minute != minute)
+
+	/* count it in this minute; the first failure of a minute starts it */
+	mc = pg_atomic_read_u64(&e->minute_count);
+	do
 	{
-		e->minute = minute;
-		e->count = 0;
-	}
-	e->count++;
-	if (e->count >= apikey_alert_failures && e->alert_minute != minute &&
-		e->alert_state == APIKEY_ALERT_NONE)
+		if (apikey_mc_minute(mc) == minute)
+			next = apikey_mc_count(mc) == PG_INT32_MAX ? mc : mc + 1;
+		else
+			next = ((uint64) minute << 32) | 1;
+	} while (!pg_atomic_compare_exchange_u64(&e->minute_count, &mc, next));
+	count = apikey_mc_count(next);
+
+	/*
+	 * One alert per address and minute.  The state goes NONE -> PENDING by
+	 * compare-and-swap, so one failure raises it; it goes back to NONE only
+	 * under the exclusive lock (settle), which cannot happen while we hold
+	 * the shared one.
+	 */
+	if (count >= apikey_alert_failures &&
+		pg_atomic_read_u64(&e->alert_minute) != minute)
 	{
-		e->alert_state = APIKEY_ALERT_PENDING;
-		e->alert_minute = minute;
-		e->alert_failures = e->count;
-		raised = true;
+		uint32		expected = APIKEY_ALERT_NONE;
+
+		if (pg_atomic_compare_exchange_u32(&e->alert_state, &expected,
+										   APIKEY_ALERT_PENDING))
+		{
+			if (pg_atomic_read_u64(&e->alert_minute) != minute)
+			{
+				e->alert_failures = count;
+				pg_atomic_write_u64(&e->alert_minute, minute);
+				raised = true;
+			}
+			else
+				pg_atomic_write_u32(&e->alert_state, APIKEY_ALERT_NONE);
+		}
 	}
 	dshash_release_lock(t, e);
 	return raised;
@@ -213,13 +265,14 @@ apikey_failures_housekeep(TimestampTz now, bool *pressed)
 {
 	dshash_seq_status status;
 	ApikeyClientEntry *e;
-	TimestampTz minute = now - (now % USECS_PER_MINUTE);
+	uint32		minute = apikey_minute_number(now);
 	int64		removed = 0;
 
 	dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_CLIENTS), true);
 	while ((e = dshash_seq_next(&status)) != NULL)
 	{
-		if (e->minute < minute && e->alert_state == APIKEY_ALERT_NONE)
+		if (apikey_mc_minute(pg_atomic_read_u64(&e->minute_count)) < minute &&
+			pg_atomic_read_u32(&e->alert_state) == APIKEY_ALERT_NONE)
 		{
 			dshash_delete_current(&status);
 			pg_atomic_fetch_sub_u32(&apikey_fs->entries, 1);
@@ -265,18 +318,25 @@ apikey_alerts_take(Oid dbid, ApikeyAlert *buf, int max, int *n, bool *more)
 	dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_CLIENTS), true);
 	while ((e = dshash_seq_next(&status)) != NULL)
 	{
-		if (e->key.dbid != dbid || e->alert_state != APIKEY_ALERT_PENDING)
+		uint64		mc;
+		uint32		alert_minute;
+
+		if (e->key.dbid != dbid ||
+			pg_atomic_read_u32(&e->alert_state) != APIKEY_ALERT_PENDING)
 			continue;
 		if (*n == max)
 		{
 			*more = true;
 			break;
 		}
+		mc = pg_atomic_read_u64(&e->minute_count);
+		alert_minute = (uint32) pg_atomic_read_u64(&e->alert_minute);
 		buf[*n].client = e->key;
 		/* the count so far in the alert's minute, at least the threshold */
-		buf[*n].failures = e->minute == e->alert_minute ? e->count : e->alert_failures;
-		buf[*n].minute = e->alert_minute;
-		e->alert_state = APIKEY_ALERT_TAKEN;
+		buf[*n].failures = apikey_mc_minute(mc) == alert_minute ?
+			apikey_mc_count(mc) : e->alert_failures;
+		buf[*n].minute = (TimestampTz) alert_minute * USECS_PER_MINUTE;
+		pg_atomic_write_u32(&e->alert_state, APIKEY_ALERT_TAKEN);
 		e->alert_owner = apikey_my_procno();
 		(*n)++;
 	}
@@ -296,8 +356,10 @@ apikey_alerts_settle(const ApikeyAlert *alerts, int n, bool recorded)
 
 		if (e == NULL)
 			continue;
-		if (e->alert_state == APIKEY_ALERT_TAKEN && e->alert_owner == me)
-			e->alert_state = recorded ? APIKEY_ALERT_NONE : APIKEY_ALERT_PENDING;
+		if (pg_atomic_read_u32(&e->alert_state) == APIKEY_ALERT_TAKEN &&
+			e->alert_owner == me)
+			pg_atomic_write_u32(&e->alert_state,
+								recorded ? APIKEY_ALERT_NONE : APIKEY_ALERT_PENDING);
 		dshash_release_lock(t, e);
 	}
 }

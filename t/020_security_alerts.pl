@@ -145,5 +145,35 @@ is( $node->safe_psql('app', 'SELECT count(*) FROM apikey_alerts',
 		extra_params => [ '-U', 'regress_sec_watcher' ]),
 	'2', 'two alerts in all: the forged one is not among them');
 
+# ---- many sessions failing from one address at once ---------------------------
+# Failures from one address are counted with atomics under a shared lock
+# (failures.c), so concurrent sessions do not wait for each other; they must
+# still raise exactly one alert per address and minute, and count every
+# failure towards it.  Four clients, 400 failures each, from 192.0.2.55.
+my $minutes_before = $node->safe_psql('app',
+	"SELECT pg_catalog.floor(extract(epoch FROM pg_catalog.clock_timestamp()) / 60)");
+$node->pgbench(
+	'--no-vacuum --client=4 --jobs=4 --transactions=400 app',
+	0,
+	[qr{processed: 1600/1600}],
+	[qr{^$}],
+	'four sessions fail verifications from one address at once',
+	{
+		'020_flood' => q{SELECT (apikey_verify('ak_live_nosuchtoken', '{}', '192.0.2.55')).code}
+	});
+my $minutes_after = $node->safe_psql('app',
+	"SELECT pg_catalog.floor(extract(epoch FROM pg_catalog.clock_timestamp()) / 60)");
+$node->safe_psql('app', 'SELECT apikey_flush()');
+my $spanned = $minutes_after - $minutes_before + 1;
+my ($alerts, $least) = split /\|/, $node->safe_psql('app',
+	"SELECT count(*), coalesce(min((details->>'failures')::int), 0) FROM apikey_alerts "
+	  . "WHERE details->>'client_ip' = '192.0.2.55'");
+is($alerts, $spanned,
+	"one alert per minute the concurrent failures spanned ($spanned)");
+# The alert counts the failures of its minute up to the flush: all 1,600
+# when the run stayed within one minute.
+ok($spanned > 1 || $least == 1600,
+	"the alert counted every concurrent failure (1600 in one minute; got $least)");
+
 $node->stop;
 done_testing();
