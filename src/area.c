@@ -13,11 +13,10 @@
  *
  *		Growing can fail: /dev/shm is 64 MB in a default container, and dsa
  *		raises an ERROR when it cannot create a segment.  Verification must
- *		never raise an ERROR for that, so apikey_area_insert runs the insert
- *		in a subtransaction (as a PL/pgSQL exception block would) and answers
- *		"no room", which the callers treat exactly like reaching their bound.
- *		Only inserts pay for the subtransaction; finding and updating an
- *		existing entry allocates nothing.  After a failure no insert is tried
+ *		never raise an ERROR for that, so apikey_area_insert catches it,
+ *		releases what the failed insert held, and answers "no room", which
+ *		the callers treat exactly like reaching their bound.  Finding and
+ *		updating an existing entry allocates nothing.  After a failure no insert is tried
  *		for a second, so that a full /dev/shm does not cost a failed segment
  *		creation per request.
  */
@@ -258,13 +257,39 @@ apikey_note_exhausted(ErrorData *edata)
 }
 
 /*
+ * The resource owner an insert runs under.  A failed dsm_create leaves its
+ * half-made segment registered with the current resource owner; with our
+ * own, we release it at once instead of leaving it to the caller's
+ * transaction (which would report it as leaked).  A segment that is made
+ * is pinned by dsa (our mapping is pinned) and leaves the owner empty.
+ */
+static ResourceOwner
+apikey_insert_owner(void)
+{
+	static ResourceOwner owner = NULL;
+
+	if (owner == NULL)
+		owner = ResourceOwnerCreate(NULL, "apikey area insert");
+	return owner;
+}
+
+/*
  * Make sure an entry for key exists in the table of kind, creating it with
  * init(entry, arg) if need be.  Returns false, never an ERROR, when there
  * is no shared memory for it.  Takes and releases the partition lock: the
  * caller finds the entry again to use it (it may meanwhile have been
  * removed, which callers treat as a retry).
  *
- * Must be called inside a transaction (the subtransaction needs one).
+ * An insert can fail only where dsa needs a new segment (dsm_create, in
+ * dsa_allocate or in dshash's resize), and neither dsa nor dshash has
+ * changed anything by then.  So instead of a subtransaction per insert
+ * (which cost as much as the rest of a verification: ~4 us each), the
+ * failure is caught here and cleaned up as AbortSubTransaction would for
+ * it: the LWLocks the failed call held (the partition, the area and its
+ * size-class locks) are released, and the half-made segment with the
+ * insert's own resource owner.  The caller holds no LWLock when it calls
+ * this (none of apikey's request paths do): LWLockReleaseAll releases all.
+ * Errors that are not "out of memory" are raised again after the cleanup.
  */
 bool
 apikey_area_insert(ApikeyTableKind kind, const void *key,
@@ -273,13 +298,13 @@ apikey_area_insert(ApikeyTableKind kind, const void *key,
 	dshash_table *t = apikey_area_table(kind);
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	ResourceOwner insert_owner = apikey_insert_owner();
 	volatile bool ok = false;
 
 	if (apikey_area_exhausted())
 		return false;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = insert_owner;
 	PG_TRY();
 	{
 		bool		found;
@@ -288,21 +313,21 @@ apikey_area_insert(ApikeyTableKind kind, const void *key,
 		if (!found)
 			init(entry, arg);
 		dshash_release_lock(t, entry);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		ok = true;
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
+		/* errfinish has reset the interrupt holdoff count, as for any ERROR */
+		LWLockReleaseAll();
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		/* releases the partition and area locks the failed insert held */
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
+		/* as for an auxiliary process's owner: no parent, so "top level" */
+		ResourceOwnerRelease(insert_owner, RESOURCE_RELEASE_BEFORE_LOCKS, false, true);
+		ResourceOwnerRelease(insert_owner, RESOURCE_RELEASE_LOCKS, false, true);
+		ResourceOwnerRelease(insert_owner, RESOURCE_RELEASE_AFTER_LOCKS, false, true);
 		CurrentResourceOwner = owner;
 		if (!apikey_is_out_of_memory(edata->sqlerrcode))
 			ReThrowError(edata);
@@ -310,5 +335,6 @@ apikey_area_insert(ApikeyTableKind kind, const void *key,
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+	CurrentResourceOwner = owner;
 	return ok;
 }

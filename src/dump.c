@@ -152,8 +152,7 @@ error:
 }
 
 /*
- * Read the dump back and remove it.  In a transaction (adding entries may
- * need a subtransaction; see area.c).  A file written by this same shared
+ * Read the dump back and remove it.  A file written by this same shared
  * memory (by a launcher that was terminated, not at a shutdown) is removed
  * unread: everything in it is still in memory.
  */
