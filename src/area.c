@@ -283,8 +283,8 @@ apikey_insert_owner(void)
  * An insert can fail only where dsa needs a new segment (dsm_create, in
  * dsa_allocate or in dshash's resize), and neither dsa nor dshash has
  * changed anything by then.  So instead of a subtransaction per insert
- * (which cost as much as the rest of a verification: ~4 us each), the
- * failure is caught here and cleaned up as AbortSubTransaction would for
+ * (a quarter of what an insert cost: 0.7 of 2.8 us, measured in one
+ * backend at a million keys), the failure is caught here and cleaned up as AbortSubTransaction would for
  * it: the LWLocks the failed call held (the partition, the area and its
  * size-class locks) are released, and the half-made segment with the
  * insert's own resource owner.  The caller holds no LWLock when it calls
