@@ -16,9 +16,9 @@
  *		never raise an ERROR for that, so apikey_area_insert catches it,
  *		releases what the failed insert held, and answers "no room", which
  *		the callers treat exactly like reaching their bound.  Finding and
- *		updating an existing entry allocates nothing.  After a failure no insert is tried
- *		for a second, so that a full /dev/shm does not cost a failed segment
- *		creation per request.
+ *		updating an existing entry allocates nothing.  After a failure no
+ *		insert is tried for a second, so that a full /dev/shm does not cost a
+ *		failed segment creation per request.
  */
 #include "postgres.h"
 
@@ -284,10 +284,10 @@ apikey_insert_owner(void)
  * dsa_allocate or in dshash's resize), and neither dsa nor dshash has
  * changed anything by then.  So instead of a subtransaction per insert
  * (a quarter of what an insert cost: 0.7 of 2.8 us, measured in one
- * backend at a million keys), the failure is caught here and cleaned up as AbortSubTransaction would for
- * it: the LWLocks the failed call held (the partition, the area and its
- * size-class locks) are released, and the half-made segment with the
- * insert's own resource owner.  The caller holds no LWLock when it calls
+ * backend at a million keys), the failure is caught here and cleaned up
+ * as AbortSubTransaction would clean it up: the LWLocks the failed call
+ * held (the partition, the area and its size-class locks) are released,
+ * and the half-made segment with the insert's own resource owner.  The caller holds no LWLock when it calls
  * this (none of apikey's request paths do): LWLockReleaseAll releases all.
  * Errors that are not "out of memory" are raised again after the cleanup.
  */

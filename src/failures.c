@@ -11,10 +11,9 @@
  *		the same address never wait for each other.  Only inserting a new
  *		address, and the launcher's and the flush's passes, lock an entry
  *		exclusively, which excludes the atomic updates.  A new address may
- *		insert, and once the bound is
- *		reached further new addresses are not tracked (counted as
- *		"untracked") until the launcher's housekeeping removes entries of
- *		past minutes.  Nothing on the request path scans the table or waits
+ *		insert, and once the bound is reached further new addresses are not
+ *		tracked (counted as "untracked") until the launcher's housekeeping
+ *		removes entries of past minutes.  Nothing on the request path scans the table or waits
  *		for a lock that valid verifications take, so a flood of failures
  *		from millions of addresses costs its sender, not other clients.
  *
@@ -238,17 +237,17 @@ apikey_failures_count(Oid dbid, const inet *addr, TimestampTz now)
 	{
 		uint32		expected = APIKEY_ALERT_NONE;
 
+		/*
+		 * A session that read alert_minute before the raiser of this minute
+		 * wrote it finds the state PENDING here (it cannot have been settled
+		 * back to NONE meanwhile), so only one failure raises the alert.
+		 */
 		if (pg_atomic_compare_exchange_u32(&e->alert_state, &expected,
 										   APIKEY_ALERT_PENDING))
 		{
-			if (pg_atomic_read_u64(&e->alert_minute) != minute)
-			{
-				e->alert_failures = count;
-				pg_atomic_write_u64(&e->alert_minute, minute);
-				raised = true;
-			}
-			else
-				pg_atomic_write_u32(&e->alert_state, APIKEY_ALERT_NONE);
+			e->alert_failures = count;
+			pg_atomic_write_u64(&e->alert_minute, minute);
+			raised = true;
 		}
 	}
 	dshash_release_lock(t, e);
