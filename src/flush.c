@@ -4,8 +4,9 @@
  *		records alerts.
  *
  *		Logging (every apikey.flush_interval): pending counts are copied out
- *		of shared memory in chunks of at most APIKEY_LOG_CHUNK keys and each
- *		chunk is appended to apikey_usage_log as one row of arrays.  That
+ *		of shared memory in chunks of at most APIKEY_LOG_CHUNK keys, each
+ *		chunk walking on from the stripe of the table where the last one
+ *		stopped, and each is appended to apikey_usage_log as one row of arrays.  That
  *		makes them durable at a cost that does not depend on how many keys
  *		were used, and never needs more local memory than a chunk.
  *		Folding (every apikey.fold_interval, and in apikey_flush()): the log
@@ -285,11 +286,12 @@ apikey_log_insert(Oid nspid, const ApikeyLogArrays *a)
 /*
  * Copy up to APIKEY_LOG_CHUNK keys' pending counts of this database and
  * append them to the usage log of schema nspid; returns the number of keys.
- * *more: call again (in this transaction, or a new one) for the rest.  The
- * counts leave shared memory when the caller's transaction commits.
+ * cursor->more: call again with the same cursor (in this transaction, or a
+ * new one) for the rest.  The counts leave shared memory when the caller's
+ * transaction commits.
  */
 int64
-apikey_log_chunk(Oid nspid, bool *more)
+apikey_log_chunk(Oid nspid, ApikeyTakeCursor *cursor)
 {
 	ApikeyHeld *h;
 	ApikeyLogArrays a;
@@ -297,7 +299,7 @@ apikey_log_chunk(Oid nspid, bool *more)
 	apikey_require_primary();
 	h = apikey_hold(false, APIKEY_LOG_CHUNK);
 	apikey_pending_take(MyDatabaseId, h->keys, APIKEY_LOG_CHUNK, &h->n,
-						GetCurrentTimestamp(), more);
+						GetCurrentTimestamp(), cursor);
 	if (h->n == 0)
 		return 0;
 	apikey_log_arrays_fill(&a, h->keys, h->n);
@@ -315,12 +317,12 @@ int64
 apikey_log_pending(Oid nspid)
 {
 	int64		total = 0;
-	bool		more = true;
+	ApikeyTakeCursor cursor = APIKEY_TAKE_CURSOR_INIT;
 
 	apikey_launcher_mark_clean(MyDatabaseId);
-	while (more)
+	while (cursor.more)
 	{
-		int64		n = apikey_log_chunk(nspid, &more);
+		int64		n = apikey_log_chunk(nspid, &cursor);
 
 		total += n;
 		CHECK_FOR_INTERRUPTS();
@@ -328,7 +330,7 @@ apikey_log_pending(Oid nspid)
 		if (n == 0)
 			break;
 	}
-	if (more)
+	if (cursor.more)
 		apikey_launcher_note_pending(MyDatabaseId);
 	return total;
 }
@@ -433,6 +435,7 @@ apikey_fold_usage_log(Oid nspid)
 
 	SPI_connect();
 	nestlevel = apikey_safesql_begin();
+	apikey_safesql_bulk_settings();
 	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "apikey fold failed");
 	folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

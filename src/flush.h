@@ -8,7 +8,8 @@
 #define APIKEY_FLUSH_H
 
 extern void apikey_flush_xact_init(void);
-extern int64 apikey_log_chunk(Oid nspid, bool *more);
+struct ApikeyTakeCursor;
+extern int64 apikey_log_chunk(Oid nspid, struct ApikeyTakeCursor *cursor);
 extern int64 apikey_log_pending(Oid nspid);
 extern int64 apikey_fold_usage_log(Oid nspid);
 extern int64 apikey_usage_log_entries(Oid nspid);

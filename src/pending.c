@@ -3,7 +3,9 @@
  *		Usage counts not yet written to the tables.
  *
  *		Verification writes no row: it adds to its key's entry in a dshash
- *		table of the apikey area, under the entry's partition lock.  An entry
+ *		table of the apikey area, under the entry's partition lock.  The table
+ *		is split in stripes by a hash of the key_id (area.h), so that a flush
+ *		that takes counts in chunks walks it about once.  An entry
  *		holds two hourly slots (an hour can turn over between flushes), the
  *		denials by code, and when it was last counted into.  Entries are
  *		created as keys are used, up to apikey.max_tracked_keys of them, and
@@ -39,6 +41,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/proc.h"
@@ -95,7 +98,82 @@ apikey_pending_register(void)
 		dshash_memcmp, dshash_memhash APIKEY_DSHASH_COPY_FUNCTION
 	};
 
-	apikey_area_register_table(APIKEY_TABLE_PENDING, &params);
+	for (int s = 0; s < APIKEY_PENDING_STRIPES; s++)
+		apikey_area_register_table((ApikeyTableKind) (APIKEY_TABLE_PENDING + s), &params);
+}
+
+/* ---- stripes ------------------------------------------------------------ */
+
+static inline dshash_table *
+apikey_pending_table(int stripe)
+{
+	return apikey_area_table((ApikeyTableKind) (APIKEY_TABLE_PENDING + stripe));
+}
+
+/* The stripe of a key: from its key_id, independent of dshash's own hash. */
+static inline int
+apikey_pending_stripe_of(const ApikeyKeyRef *key)
+{
+	uint32		h = hash_bytes((const unsigned char *) key->key_id, strlen(key->key_id));
+
+	return (int) (h % APIKEY_PENDING_STRIPES);
+}
+
+/*
+ * A walk over the stripes from the given one to the last, as one dshash
+ * walk: it holds one partition lock at a time, and nothing else.
+ */
+typedef struct ApikeyPendingWalk
+{
+	dshash_seq_status status;
+	int			stripe;			/* the stripe being walked */
+	bool		exclusive;
+	bool		active;			/* status is initialized for stripe */
+} ApikeyPendingWalk;
+
+static void
+apikey_walk_init(ApikeyPendingWalk *w, int first_stripe, bool exclusive)
+{
+	w->stripe = first_stripe;
+	w->exclusive = exclusive;
+	w->active = false;
+}
+
+static ApikeyPendingEntry *
+apikey_walk_next(ApikeyPendingWalk *w)
+{
+	while (w->stripe < APIKEY_PENDING_STRIPES)
+	{
+		ApikeyPendingEntry *e;
+
+		if (!w->active)
+		{
+			dshash_seq_init(&w->status, apikey_pending_table(w->stripe), w->exclusive);
+			w->active = true;
+		}
+		e = dshash_seq_next(&w->status);
+		if (e != NULL)
+			return e;
+		dshash_seq_term(&w->status);
+		w->active = false;
+		w->stripe++;
+	}
+	return NULL;
+}
+
+static void
+apikey_walk_delete_current(ApikeyPendingWalk *w)
+{
+	Assert(w->active && w->exclusive);
+	dshash_delete_current(&w->status);
+}
+
+static void
+apikey_walk_term(ApikeyPendingWalk *w)
+{
+	if (w->active)
+		dshash_seq_term(&w->status);
+	w->active = false;
 }
 
 Size
@@ -301,25 +379,27 @@ apikey_pending_entry_init(void *entry, void *arg)
 
 /*
  * The entry of a key, locked exclusively, created if need be; NULL when
- * there is no room.  The caller releases it with dshash_release_lock.
+ * there is no room.  The caller releases it with dshash_release_lock(*t, e).
  */
 static ApikeyPendingEntry *
-apikey_pending_entry(Oid dbid, const char *key_id)
+apikey_pending_entry(Oid dbid, const char *key_id, dshash_table **t)
 {
-	dshash_table *t = apikey_area_table(APIKEY_TABLE_PENDING);
 	ApikeyKeyRef key;
+	int			stripe;
 
 	apikey_keyref_init(&key, dbid, key_id);
+	stripe = apikey_pending_stripe_of(&key);
+	*t = apikey_pending_table(stripe);
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
 		ApikeyPendingInit init = {false};
-		ApikeyPendingEntry *e = dshash_find(t, &key, true);
+		ApikeyPendingEntry *e = dshash_find(*t, &key, true);
 
 		if (e != NULL)
 			return e;
 		if (!apikey_pending_reserve())
 			return NULL;
-		if (!apikey_area_insert(APIKEY_TABLE_PENDING, &key, apikey_pending_entry_init, &init))
+		if (!apikey_area_insert((ApikeyTableKind) (APIKEY_TABLE_PENDING + stripe), &key, apikey_pending_entry_init, &init))
 		{
 			pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
 			return NULL;
@@ -374,7 +454,8 @@ void
 apikey_pending_count_verify(Oid dbid, const char *key_id, ApikeyCode code,
 							TimestampTz now)
 {
-	ApikeyPendingEntry *e = apikey_pending_entry(dbid, key_id);
+	dshash_table *t;
+	ApikeyPendingEntry *e = apikey_pending_entry(dbid, key_id, &t);
 	ApikeyUsageSlot *slot;
 
 	if (e == NULL)
@@ -394,7 +475,7 @@ apikey_pending_count_verify(Oid dbid, const char *key_id, ApikeyCode code,
 		e->denied_by[code]++;
 	}
 	e->touched = now;
-	dshash_release_lock(apikey_area_table(APIKEY_TABLE_PENDING), e);
+	dshash_release_lock(t, e);
 }
 
 /* Count one served request reported by apikey_record. */
@@ -402,7 +483,8 @@ void
 apikey_pending_count_response(Oid dbid, const char *key_id, int32 status_code,
 							  double response_ms, TimestampTz now)
 {
-	ApikeyPendingEntry *e = apikey_pending_entry(dbid, key_id);
+	dshash_table *t;
+	ApikeyPendingEntry *e = apikey_pending_entry(dbid, key_id, &t);
 	ApikeyUsageSlot *slot;
 
 	if (e == NULL)
@@ -418,25 +500,26 @@ apikey_pending_count_response(Oid dbid, const char *key_id, int32 status_code,
 	else if (status_code >= 400)
 		slot->client_errors++;
 	e->touched = now;
-	dshash_release_lock(apikey_area_table(APIKEY_TABLE_PENDING), e);
+	dshash_release_lock(t, e);
 }
 
 /* ---- flushing ----------------------------------------------------------- */
 
 /*
  * Copy the counts of up to max keys of database dbid into buf and mark
- * their entries as this backend's, counting them in *n as it goes.  *more is set when
- * keys were left (buf full, or entries held by another flush).  Entries
- * that have stayed empty for a minute are removed on the way (at once when
- * the table is nearly full).  The caller must have arranged for
- * apikey_pending_settle to run whatever happens (flush.c's transaction
- * callbacks) before calling this.
+ * their entries as this backend's, counting them in *n as it goes.  The walk
+ * starts in cursor->stripe and leaves there the stripe where it stopped;
+ * cursor->more is set when keys were left (buf full, or entries held by
+ * another flush).  Entries that have stayed empty for a minute are removed on
+ * the way (at once when the table is nearly full).  The caller must have
+ * arranged for apikey_pending_settle to run whatever happens (flush.c's
+ * transaction callbacks) before calling this.
  */
 void
 apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
-					TimestampTz now, bool *more)
+					TimestampTz now, ApikeyTakeCursor *cursor)
 {
-	dshash_seq_status status;
+	ApikeyPendingWalk walk;
 	ApikeyPendingEntry *e;
 	int			me = apikey_my_procno();
 	TransactionId xid = GetTopTransactionId();	/* before any lock */
@@ -444,10 +527,10 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 		(uint32) apikey_max_tracked_keys / 10 * 9 || apikey_area_pressed();
 	/* every snapshot sees transactions before this one as ended */
 	TransactionId horizon = GetOldestNonRemovableTransactionId(NULL);
+	bool		full = false;
 
-	*more = false;
-	dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), true);
-	while ((e = dshash_seq_next(&status)) != NULL)
+	apikey_walk_init(&walk, cursor->stripe, true);
+	while ((e = apikey_walk_next(&walk)) != NULL)
 	{
 		if (e->key.dbid != dbid)
 			continue;
@@ -455,7 +538,7 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 		{
 			/* another flush (or an earlier chunk of ours) holds it */
 			if (e->owner != me)
-				*more = true;
+				cursor->held_elsewhere = true;
 			continue;
 		}
 		if (apikey_entry_empty(e))
@@ -466,14 +549,14 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 				 TransactionIdPrecedes(e->held_xid, horizon) ||
 				 now - e->touched >= 2 * APIKEY_PENDING_IDLE_USEC))
 			{
-				dshash_delete_current(&status);
+				apikey_walk_delete_current(&walk);
 				pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
 			}
 			continue;
 		}
 		if (*n == max)
 		{
-			*more = true;
+			full = true;
 			break;
 		}
 		buf[*n].key = e->key;
@@ -486,7 +569,10 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 		/* counted before the next entry: an ERROR leaves nothing unreleased */
 		(*n)++;
 	}
-	dshash_seq_term(&status);
+	/* the next chunk walks again only the stripe this one stopped in */
+	cursor->stripe = walk.stripe;
+	apikey_walk_term(&walk);
+	cursor->more = full || cursor->held_elsewhere;
 }
 
 /*
@@ -497,11 +583,11 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 void
 apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged)
 {
-	dshash_table *t = apikey_area_table(APIKEY_TABLE_PENDING);
 	int			me = apikey_my_procno();
 
 	for (int i = 0; i < n; i++)
 	{
+		dshash_table *t = apikey_pending_table(apikey_pending_stripe_of(&keys[i].key));
 		ApikeyPendingEntry *e = dshash_find(t, &keys[i].key, true);
 
 		if (e == NULL)
@@ -531,19 +617,19 @@ apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged)
 void
 apikey_pending_forget_database(Oid dbid)
 {
-	dshash_seq_status status;
+	ApikeyPendingWalk walk;
 	ApikeyPendingEntry *e;
 
-	dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), true);
-	while ((e = dshash_seq_next(&status)) != NULL)
+	apikey_walk_init(&walk, 0, true);
+	while ((e = apikey_walk_next(&walk)) != NULL)
 	{
 		if (e->key.dbid == dbid)
 		{
-			dshash_delete_current(&status);
+			apikey_walk_delete_current(&walk);
 			pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
 		}
 	}
-	dshash_seq_term(&status);
+	apikey_walk_term(&walk);
 
 	for (int i = 0; i < APIKEY_OVERFLOW_DBS - 1; i++)
 	{
@@ -610,13 +696,13 @@ apikey_pending_snapshot(Oid dbid, Snapshot snap, ApikeyPendingRow **rows)
 												MCXT_ALLOC_HUGE);
 		TransactionId *xids = palloc_extended(cap * sizeof(TransactionId), MCXT_ALLOC_HUGE);
 		bool	   *in_flight = palloc_extended(cap * sizeof(bool), MCXT_ALLOC_HUGE);
-		dshash_seq_status status;
+		ApikeyPendingWalk walk;
 		ApikeyPendingEntry *e;
 		int			n = 0;
 		bool		full = false;
 
-		dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), false);
-		while ((e = dshash_seq_next(&status)) != NULL)
+		apikey_walk_init(&walk, 0, false);
+		while ((e = apikey_walk_next(&walk)) != NULL)
 		{
 			if (e->key.dbid != dbid ||
 				(apikey_entry_empty(e) && e->held_xid == InvalidTransactionId))
@@ -634,7 +720,7 @@ apikey_pending_snapshot(Oid dbid, Snapshot snap, ApikeyPendingRow **rows)
 			in_flight[n] = e->owner != -1;
 			n++;
 		}
-		dshash_seq_term(&status);
+		apikey_walk_term(&walk);
 		if (!full)
 		{
 			int			kept = 0;
@@ -689,14 +775,14 @@ apikey_pending_dump(FILE *file)
 {
 #define DUMP_BATCH 64
 	ApikeyTakenKey batch[DUMP_BATCH];
-	dshash_seq_status status;
+	ApikeyPendingWalk walk;
 	ApikeyPendingEntry *e;
 	int			n = 0;
 	int64		written = 0;
 	bool		ok = true;
 
-	dshash_seq_init(&status, apikey_area_table(APIKEY_TABLE_PENDING), false);
-	while ((e = dshash_seq_next(&status)) != NULL)
+	apikey_walk_init(&walk, 0, false);
+	while ((e = apikey_walk_next(&walk)) != NULL)
 	{
 		if (apikey_entry_empty(e))
 			continue;
@@ -710,7 +796,7 @@ apikey_pending_dump(FILE *file)
 			n = 0;
 		}
 	}
-	dshash_seq_term(&status);
+	apikey_walk_term(&walk);
 	if (n > 0)
 	{
 		ok &= fwrite(batch, sizeof(ApikeyTakenKey), n, file) == (size_t) n;
@@ -724,7 +810,8 @@ apikey_pending_dump(FILE *file)
 bool
 apikey_pending_restore(const ApikeyTakenKey *saved)
 {
-	ApikeyPendingEntry *e = apikey_pending_entry(saved->key.dbid, saved->key.key_id);
+	dshash_table *t;
+	ApikeyPendingEntry *e = apikey_pending_entry(saved->key.dbid, saved->key.key_id, &t);
 
 	if (e == NULL)
 		return false;
@@ -735,6 +822,6 @@ apikey_pending_restore(const ApikeyTakenKey *saved)
 	}
 	for (int c = 0; c < APIKEY_NUM_CODES; c++)
 		e->denied_by[c] += saved->denied_by[c];
-	dshash_release_lock(apikey_area_table(APIKEY_TABLE_PENDING), e);
+	dshash_release_lock(t, e);
 	return true;
 }

@@ -67,9 +67,23 @@ extern void apikey_pending_count_response(Oid dbid, const char *key_id,
 										  int32 status_code, double response_ms,
 										  TimestampTz now);
 
+/*
+ * Where a flush goes on taking counts: each chunk walks on from the stripe
+ * where the last one stopped (area.h), so that a flush walks the table about
+ * once, however many chunks it takes.
+ */
+typedef struct ApikeyTakeCursor
+{
+	int			stripe;			/* the stripe the next chunk starts in */
+	bool		held_elsewhere; /* it passed entries another flush holds */
+	bool		more;			/* keys were left: take another chunk */
+} ApikeyTakeCursor;
+
+#define APIKEY_TAKE_CURSOR_INIT {0, false, true}
+
 /* Flushing: copy counts out, subtract them once they are durable. */
 extern void apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
-								TimestampTz now, bool *more);
+								TimestampTz now, ApikeyTakeCursor *cursor);
 extern void apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged);
 extern void apikey_pending_forget_database(Oid dbid);
 

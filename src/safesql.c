@@ -51,6 +51,41 @@ apikey_safesql_begin(void)
 	return nestlevel;
 }
 
+/*
+ * For the statements that move many rows (the fold), within a level begun
+ * by apikey_safesql_begin: the planner's methods as the server ships them,
+ * whatever the calling session, its role or its database set (a session
+ * with enable_hashjoin = off once folded 200,000 keys in nested loops for
+ * eleven minutes), no JIT, and maintenance_work_mem as work_mem, as other
+ * bulk maintenance uses (at the default 4 MB of work_mem, folding a million
+ * keys spilled its aggregates to disk in hundreds of batches).
+ */
+void
+apikey_safesql_bulk_settings(void)
+{
+	static const char *const methods[] = {
+		"enable_bitmapscan", "enable_gathermerge", "enable_hashagg", "enable_hashjoin",
+		"enable_incremental_sort", "enable_indexonlyscan", "enable_indexscan",
+		"enable_material", "enable_memoize", "enable_mergejoin", "enable_nestloop",
+		"enable_parallel_append", "enable_parallel_hash", "enable_partition_pruning",
+		"enable_presorted_aggregate", "enable_seqscan", "enable_sort", "enable_tidscan",
+		"enable_group_by_reordering", "enable_distinct_reordering",
+		"enable_self_join_elimination"
+	};
+	/* in kB, as work_mem takes it; copied: the next lookup reuses the buffer */
+	char	   *mwm = pstrdup(GetConfigOption("maintenance_work_mem", false, false));
+
+	/* the list names settings of later majors: each only where it exists */
+	for (int i = 0; i < lengthof(methods); i++)
+		if (GetConfigOption(methods[i], true, false) != NULL)
+			(void) set_config_option(methods[i], "on", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("work_mem", mwm, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
 void
 apikey_safesql_end(int nestlevel)
 {

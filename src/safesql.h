@@ -7,6 +7,7 @@
 #define APIKEY_SAFESQL_H
 
 extern int	apikey_safesql_begin(void);
+extern void apikey_safesql_bulk_settings(void);
 extern void apikey_safesql_end(int nestlevel);
 extern char *apikey_qualified(Oid nspid, const char *relname);
 extern bool apikey_schema_unsafe(Oid nspid, char **who);

@@ -707,7 +707,7 @@ apikey_visit_step(const char *activity, const ApikeyStepLock *locks,
 static int64
 apikey_step_log_chunk(Oid nspid, void *arg)
 {
-	return apikey_log_chunk(nspid, (bool *) arg);
+	return apikey_log_chunk(nspid, (ApikeyTakeCursor *) arg);
 }
 
 static int64
@@ -792,6 +792,7 @@ apikey_visit_main(Datum main_arg)
 	ApikeyVisitArgs args;
 	Oid			nspid;
 	ApikeyVisitOutcome outcome;
+	ApikeyTakeCursor cursor = APIKEY_TAKE_CURSOR_INIT;
 	bool		more;
 	bool		ok;
 
@@ -823,17 +824,16 @@ apikey_visit_main(Datum main_arg)
 	/* Log pending counts, a chunk per transaction; then alerts. */
 	apikey_launcher_mark_clean(MyDatabaseId);
 	ok = true;
-	more = true;
-	while (ok && more)
+	while (ok && cursor.more)
 	{
 		int64		n = 0;
 
 		ok = apikey_visit_step("apikey: logging counters", apikey_log_locks,
-							   apikey_step_log_chunk, nspid, &more, &n) == APIKEY_STEP_DONE;
+							   apikey_step_log_chunk, nspid, &cursor, &n) == APIKEY_STEP_DONE;
 		if (n == 0)
 			break;
 	}
-	if (ok && more)
+	if (ok && cursor.more)
 		apikey_launcher_note_pending(MyDatabaseId);
 	more = true;
 	while (ok && more)

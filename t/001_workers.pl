@@ -87,6 +87,62 @@ is($node->safe_psql('app',
 poll_is('app', 'SELECT coalesce(sum(requests + denied), 0) FROM apikey_stats',
 	'0', 'nothing is left pending in apikey_stats');
 
+# ---- more keys than one flush chunk ------------------------------------------
+# A flush takes pending counts in chunks of 16,384 keys, a transaction each in
+# the worker; each chunk walks on from the stripe of the shared table where
+# the last one stopped.  40,000 keys need three chunks: a chunk that skipped
+# or repeated part of the table would lose or double counts.
+
+$node->safe_psql('app', q{
+	CREATE TABLE bulk_tokens AS
+	WITH m AS MATERIALIZED (
+		SELECT g, apikey_new_token('live') AS t FROM generate_series(1, 40000) g)
+	SELECT g, (t).key_id, (t).hint, (t).hash, (t).token FROM m;
+	INSERT INTO apikey_keys (key_id, org_id, name, hint, hash, environment, rate_limit)
+	SELECT key_id, 'org_bulk', 'bulk ' || g, hint, hash, 'live', 0 FROM bulk_tokens});
+my $bulk_verify = q{
+	SELECT count(*) FROM bulk_tokens b, apikey_verify(b.token) v WHERE v.valid};
+is($node->safe_psql('app', $bulk_verify), '40000', '40,000 keys verified once each');
+is(verify_n('app', $node->safe_psql('app', 'SELECT token FROM bulk_tokens WHERE g = 1'), 4),
+	join(',', ('VALID') x 4), 'and the first one four more times');
+poll_is('app',
+	"SELECT count(*) || '/' || sum(usage_count) FROM apikey_keys
+	  WHERE org_id = 'org_bulk' AND usage_count > 0",
+	'40000/40004', 'the worker logged and folded every one of the 40,000 keys, once');
+# Again, with the workers paused: one apikey_flush() (all chunks in one
+# transaction) must take every key, none left for a later visit.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET apikey.workers = off');
+$node->reload;
+$node->poll_query_until('postgres', q{
+	SELECT current_setting('apikey.workers') = 'off' AND NOT EXISTS (
+	       SELECT FROM pg_stat_activity WHERE backend_type = 'apikey worker')})
+  or die 'the workers did not pause';
+is($node->safe_psql('app', $bulk_verify), '40000', 'the 40,000 keys verified again');
+# ... from a session whose planner settings would make the fold crawl: the
+# fold plans with the server's methods (a hash join, logged by auto_explain)
+# and the session's own settings are as it left them.
+my $log_offset = -s $node->logfile;
+is($node->safe_psql('app', q{
+	LOAD 'auto_explain';
+	SET auto_explain.log_min_duration = 0;
+	SET auto_explain.log_nested_statements = on;
+	SET enable_hashjoin = off;
+	SET enable_hashagg = off;
+	SELECT apikey_flush();
+	SELECT current_setting('enable_hashjoin') || current_setting('enable_hashagg')}),
+	"40000\noffoff", 'apikey_flush() logged the 40,000 keys; the session keeps its settings');
+my $fold_plan = slurp_file($node->logfile, $log_offset);
+like($fold_plan, qr/Query Text: WITH j AS \(.*?Hash Join/s,
+	'the fold planned a hash join although the session had them off');
+is($node->safe_psql('app',
+		"SELECT count(*) || '/' || sum(usage_count) FROM apikey_keys
+		  WHERE org_id = 'org_bulk' AND usage_count = CASE WHEN key_id = (
+		        SELECT key_id FROM bulk_tokens WHERE g = 1) THEN 6 ELSE 2 END"),
+	'40000/80004', 'after apikey_flush(), every key counts exactly its two rounds');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET apikey.workers');
+$node->reload;
+$node->safe_psql('app', "DELETE FROM apikey_keys WHERE org_id = 'org_bulk'; DROP TABLE bulk_tokens");
+
 # ---- expired keys are swept -------------------------------------------------
 
 my ($k3) = $node->safe_psql('app',
