@@ -35,6 +35,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks header dependencies only for servers built with --enable-depend
+# (Debian's is not): every object depends on every header of ours, so that an
+# incremental build never links objects made with an older layout.
+$(OBJS) $(OBJS:.o=.bc): $(wildcard $(srcdir)/src/*.h)
+
 # Unit tests of the pure C parts (token format, scopes), outside the server.
 UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
               -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server)
