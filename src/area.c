@@ -287,8 +287,9 @@ apikey_insert_owner(void)
  * backend at a million keys), the failure is caught here and cleaned up
  * as AbortSubTransaction would clean it up: the LWLocks the failed call
  * held (the partition, the area and its size-class locks) are released,
- * and the half-made segment with the insert's own resource owner.  The caller holds no LWLock when it calls
- * this (none of apikey's request paths do): LWLockReleaseAll releases all.
+ * and the half-made segment with the insert's own resource owner.  The
+ * caller holds no LWLock when it calls this (none of apikey's request
+ * paths do): LWLockReleaseAll releases all.
  * Errors that are not "out of memory" are raised again after the cleanup.
  */
 bool

@@ -13,9 +13,10 @@
  *		exclusively, which excludes the atomic updates.  A new address may
  *		insert, and once the bound is reached further new addresses are not
  *		tracked (counted as "untracked") until the launcher's housekeeping
- *		removes entries of past minutes.  Nothing on the request path scans the table or waits
- *		for a lock that valid verifications take, so a flood of failures
- *		from millions of addresses costs its sender, not other clients.
+ *		removes entries of past minutes.  Nothing on the request path scans
+ *		the table or waits for a lock that valid verifications take, so a
+ *		flood of failures from millions of addresses costs its sender, not
+ *		other clients.
  *
  *		When an address reaches apikey.alert_failures in a minute, its entry
  *		gets a pending alert; a visit of the database records it (flush.c)

@@ -6,9 +6,10 @@
  *		Logging (every apikey.flush_interval): pending counts are copied out
  *		of shared memory in chunks of at most APIKEY_LOG_CHUNK keys, each
  *		chunk walking on from the stripe of the table where the last one
- *		stopped, and each is appended to apikey_usage_log as one row of arrays.  That
- *		makes them durable at a cost that does not depend on how many keys
- *		were used, and never needs more local memory than a chunk.
+ *		stopped, and each is appended to apikey_usage_log as one row of
+ *		arrays.  That makes them durable at a cost that does not depend on
+ *		how many keys were used, and never needs more local memory than a
+ *		chunk.
  *		Folding (every apikey.fold_interval, and in apikey_flush()): the log
  *		is added to apikey_keys (usage_count, last_used_at) and the hourly
  *		apikey_usage buckets, one write per key and bucket however many

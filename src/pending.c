@@ -90,6 +90,14 @@ typedef struct ApikeyPendingShared
 
 static ApikeyPendingShared *apikey_pd = NULL;
 
+/* ---- stripes ------------------------------------------------------------ */
+
+static inline ApikeyTableKind
+apikey_pending_kind(int stripe)
+{
+	return (ApikeyTableKind) (APIKEY_TABLE_PENDING + stripe);
+}
+
 void
 apikey_pending_register(void)
 {
@@ -99,15 +107,13 @@ apikey_pending_register(void)
 	};
 
 	for (int s = 0; s < APIKEY_PENDING_STRIPES; s++)
-		apikey_area_register_table((ApikeyTableKind) (APIKEY_TABLE_PENDING + s), &params);
+		apikey_area_register_table(apikey_pending_kind(s), &params);
 }
-
-/* ---- stripes ------------------------------------------------------------ */
 
 static inline dshash_table *
 apikey_pending_table(int stripe)
 {
-	return apikey_area_table((ApikeyTableKind) (APIKEY_TABLE_PENDING + stripe));
+	return apikey_area_table(apikey_pending_kind(stripe));
 }
 
 /* The stripe of a key: from its key_id, independent of dshash's own hash. */
@@ -399,7 +405,8 @@ apikey_pending_entry(Oid dbid, const char *key_id, dshash_table **t)
 			return e;
 		if (!apikey_pending_reserve())
 			return NULL;
-		if (!apikey_area_insert((ApikeyTableKind) (APIKEY_TABLE_PENDING + stripe), &key, apikey_pending_entry_init, &init))
+		if (!apikey_area_insert(apikey_pending_kind(stripe), &key,
+								apikey_pending_entry_init, &init))
 		{
 			pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
 			return NULL;
