@@ -139,13 +139,22 @@ memory() {
           FROM apikey_metrics WHERE name = 'apikey_shared_memory_bytes'"
 }
 
+# dsm_held: dynamic shared memory the server holds in /dev/shm now (every
+# segment made since it started: apikey's area, and whatever PostgreSQL itself
+# holds there, a few kB when no parallel query runs).  apikey_metrics counts
+# the entries; this is what the area's segments take, freed space included.
+dsm_held() {
+    find /dev/shm -maxdepth 1 -name 'PostgreSQL.*' -newer "$WORK/data/postmaster.pid" -printf '%s\n' |
+        awk '{ s += $1 } END { printf "%.0f MB of /dev/shm", s / 1048576 }'
+}
+
 say "issuing $KEYS keys over 1000 orgs"
 ISSUE_SECS=$(setup_db bench "$KEYS")
 say "issued in ${ISSUE_SECS}s"
 # 1,000 keys used: memory follows use
 "${PSQL[@]}" -d bench -c "SELECT count(*) FROM bench_tokens t, apikey_verify(t.token) v
                           WHERE t.id <= 1000 AND v.valid" >/dev/null
-MEM_1000=$(memory)
+MEM_1000="$(memory); $(dsm_held)"
 say "issuing $SMALL_KEYS keys for the default-settings row"
 setup_db "bench_$SMALL_KEYS" "$SMALL_KEYS" >/dev/null
 for n in $CURVE; do
@@ -208,7 +217,7 @@ long_row() { # KEY DB NKEYS
 declare -A LONG_FLOOR
 long_row long_small "bench_$SMALL_KEYS" "$SMALL_KEYS"
 long_row long_big bench "$KEYS"
-MEM_ALL=$(memory)
+MEM_ALL="$(memory); $(dsm_held)"
 
 # Rows 7r/7o: one client verifies valid keys while another floods failures,
 # from random addresses or from one; each run twice, in ABBA order.

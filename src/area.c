@@ -7,9 +7,13 @@
  *		memory, as pgstat_shmem.c does (the postmaster cannot use dynamic
  *		shared memory), and creates one dshash table per registered kind in
  *		it.  Every other process attaches on first use.  The area then grows
- *		in dynamic shared memory segments as entries are added and gives them
- *		back when entries go, so a server with a thousand keys in use holds a
- *		few hundred kilobytes, not what apikey.max_tracked_keys could need.
+ *		in dynamic shared memory segments as entries are added, so a server
+ *		with a thousand keys in use holds a few hundred kilobytes, not what
+ *		apikey.max_tracked_keys could need.  Space that removed entries free
+ *		is reused, but dsa gives a segment back only when nothing is left in
+ *		it and dshash never shrinks its buckets: after a burst of keys the
+ *		area keeps about its peak size until the server restarts, as
+ *		PostgreSQL's own statistics area does.
  *
  *		Growing can fail: /dev/shm is 64 MB in a default container, and dsa
  *		raises an ERROR when it cannot create a segment.  Verification must
@@ -202,6 +206,28 @@ apikey_area_bytes(void)
 #else
 	return 0;
 #endif
+}
+
+/*
+ * What one entry of entry_size bytes takes in a table: dsa rounds its item
+ * (dshash's header and the entry) up to a size class (these are dsa.c's,
+ * up to 1 kB), and the table keeps about one 8-byte bucket per entry.
+ */
+Size
+apikey_area_entry_bytes(Size entry_size)
+{
+	static const uint16 size_classes[] = {
+		8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256,
+		320, 384, 448, 512, 640, 768, 896, 1024
+	};
+	Size		item = APIKEY_DSHASH_ITEM_HEADER + MAXALIGN(entry_size);
+
+	for (int i = 0; i < lengthof(size_classes); i++)
+	{
+		if (item <= size_classes[i])
+			return size_classes[i] + sizeof(dsa_pointer);
+	}
+	return item + sizeof(dsa_pointer);
 }
 
 /* Did an insert run out of memory less than a second ago? */

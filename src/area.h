@@ -58,6 +58,10 @@ extern dshash_table *apikey_area_table(ApikeyTableKind kind);
 extern int	apikey_area_tranche(void);
 extern Size apikey_area_bytes(void);
 
+/* dshash puts a 16-byte header (next item, hash) before each entry. */
+#define APIKEY_DSHASH_ITEM_HEADER	16
+extern Size apikey_area_entry_bytes(Size entry_size);
+
 /* Insert without ever raising an ERROR for lack of shared memory. */
 typedef void (*ApikeyEntryInit) (void *entry, void *arg);
 extern bool apikey_area_insert(ApikeyTableKind kind, const void *key,

@@ -114,7 +114,7 @@ apikey_failures_shmem_init(void)
 Size
 apikey_failures_entry_bytes(void)
 {
-	return MAXALIGN(sizeof(ApikeyClientEntry)) + 16 + 8;
+	return apikey_area_entry_bytes(sizeof(ApikeyClientEntry));
 }
 
 static void

@@ -63,16 +63,32 @@
 /* Databases with their own overflow totals; the rest share one. */
 #define APIKEY_OVERFLOW_DBS			32
 
+/*
+ * The denials a known key can get: every code from REVOKED on (a MALFORMED
+ * or NOT_FOUND token finds no key).  An entry keeps only these, which puts
+ * its dshash item at 384 bytes, one of dsa's size classes; with a counter
+ * for every code it was 392 bytes, which dsa rounds up to 448.
+ */
+#define APIKEY_FIRST_KEY_DENIAL		APIKEY_REVOKED
+#define APIKEY_KEY_DENIALS			(APIKEY_NUM_CODES - APIKEY_FIRST_KEY_DENIAL)
+
+/*
+ * What a verification writes comes right after the key, so that counting a
+ * valid request touches the item's first two cache lines only.
+ */
 typedef struct ApikeyPendingEntry
 {
 	ApikeyKeyRef key;			/* hash key: must be first */
+	TimestampTz touched;		/* last counted into */
 	ApikeyUsageSlot slot[APIKEY_PENDING_SLOTS]; /* [0] newest hour */
 	ApikeyUsageSlot held[APIKEY_PENDING_SLOTS]; /* what a flush copied */
 	TransactionId held_xid;		/* its transaction; Invalid: no copy */
 	int32		owner;			/* procno of the flush in flight, -1 */
-	int32		denied_by[APIKEY_NUM_CODES];
-	TimestampTz touched;		/* last counted into */
+	int32		denied[APIKEY_KEY_DENIALS]; /* by code, from FIRST_KEY_DENIAL */
 } ApikeyPendingEntry;
+
+StaticAssertDecl(APIKEY_DSHASH_ITEM_HEADER + MAXALIGN(sizeof(ApikeyPendingEntry)) <= 384,
+				 "a pending-counts item fits dsa's 384-byte size class");
 
 typedef struct ApikeyOverflowSlot
 {
@@ -209,7 +225,7 @@ apikey_pending_shmem_init(void)
 Size
 apikey_pending_entry_bytes(void)
 {
-	return MAXALIGN(sizeof(ApikeyPendingEntry)) + 16 + 8;
+	return apikey_area_entry_bytes(sizeof(ApikeyPendingEntry));
 }
 
 int64
@@ -244,6 +260,21 @@ static bool
 apikey_entry_empty(const ApikeyPendingEntry *e)
 {
 	return apikey_slot_empty(&e->slot[0]) && apikey_slot_empty(&e->slot[1]);
+}
+
+/* An entry's denials, by code (the codes no key can get are 0). */
+static void
+apikey_entry_denials(const ApikeyPendingEntry *e, int32 by_code[APIKEY_NUM_CODES])
+{
+	memset(by_code, 0, sizeof(int32) * APIKEY_FIRST_KEY_DENIAL);
+	memcpy(by_code + APIKEY_FIRST_KEY_DENIAL, e->denied, sizeof(e->denied));
+}
+
+/* Add to a denial counter; it stops at the top instead of wrapping. */
+static inline void
+apikey_denials_add(int32 *counter, int32 n)
+{
+	*counter = (int32) Min((int64) *counter + n, (int64) PG_INT32_MAX);
 }
 
 static void
@@ -479,7 +510,9 @@ apikey_pending_count_verify(Oid dbid, const char *key_id, ApikeyCode code,
 	else
 	{
 		slot->denied++;
-		e->denied_by[code]++;
+		Assert(code >= APIKEY_FIRST_KEY_DENIAL);
+		if (code >= APIKEY_FIRST_KEY_DENIAL)	/* always, for a known key */
+			apikey_denials_add(&e->denied[code - APIKEY_FIRST_KEY_DENIAL], 1);
 	}
 	e->touched = now;
 	dshash_release_lock(t, e);
@@ -568,7 +601,7 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 		}
 		buf[*n].key = e->key;
 		memcpy(buf[*n].slot, e->slot, sizeof(e->slot));
-		memcpy(buf[*n].denied_by, e->denied_by, sizeof(e->denied_by));
+		apikey_entry_denials(e, buf[*n].denied_by);
 		/* an earlier flush's logged copy is seen by everyone by now */
 		memcpy(e->held, e->slot, sizeof(e->slot));
 		e->held_xid = xid;
@@ -606,8 +639,9 @@ apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged)
 				/* the held copy stays, as the logged part, for readers */
 				for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
 					apikey_slot_subtract(e->slot, &keys[i].slot[s]);
-				for (int c = 0; c < APIKEY_NUM_CODES; c++)
-					e->denied_by[c] = Max(e->denied_by[c] - keys[i].denied_by[c], 0);
+				for (int c = 0; c < APIKEY_KEY_DENIALS; c++)
+					e->denied[c] = Max(e->denied[c] -
+									   keys[i].denied_by[APIKEY_FIRST_KEY_DENIAL + c], 0);
 			}
 			else
 			{
@@ -721,7 +755,7 @@ apikey_pending_snapshot(Oid dbid, Snapshot snap, ApikeyPendingRow **rows)
 			}
 			memcpy(r[n].key_id, e->key.key_id, sizeof(r[n].key_id));
 			memcpy(r[n].slot, e->slot, sizeof(e->slot));
-			memcpy(r[n].denied_by, e->denied_by, sizeof(e->denied_by));
+			apikey_entry_denials(e, r[n].denied_by);
 			memcpy(&held[n * APIKEY_PENDING_SLOTS], e->held, sizeof(e->held));
 			xids[n] = e->held_xid;
 			in_flight[n] = e->owner != -1;
@@ -795,7 +829,7 @@ apikey_pending_dump(FILE *file)
 			continue;
 		batch[n].key = e->key;
 		memcpy(batch[n].slot, e->slot, sizeof(e->slot));
-		memcpy(batch[n].denied_by, e->denied_by, sizeof(e->denied_by));
+		apikey_entry_denials(e, batch[n].denied_by);
 		if (++n == DUMP_BATCH)
 		{
 			ok &= fwrite(batch, sizeof(ApikeyTakenKey), n, file) == (size_t) n;
@@ -827,8 +861,8 @@ apikey_pending_restore(const ApikeyTakenKey *saved)
 		if (!apikey_slot_empty(&saved->slot[s]))
 			apikey_slot_add(apikey_slot_for(e, saved->slot[s].bucket), &saved->slot[s]);
 	}
-	for (int c = 0; c < APIKEY_NUM_CODES; c++)
-		e->denied_by[c] += saved->denied_by[c];
+	for (int c = 0; c < APIKEY_KEY_DENIALS; c++)
+		apikey_denials_add(&e->denied[c], Max(saved->denied_by[APIKEY_FIRST_KEY_DENIAL + c], 0));
 	dshash_release_lock(t, e);
 	return true;
 }

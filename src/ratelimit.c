@@ -75,8 +75,7 @@ apikey_ratelimit_shmem_init(void)
 Size
 apikey_ratelimit_entry_bytes(void)
 {
-	/* the entry, dshash's item header, and its share of the buckets */
-	return MAXALIGN(sizeof(ApikeyWindowEntry)) + 16 + 8;
+	return apikey_area_entry_bytes(sizeof(ApikeyWindowEntry));
 }
 
 /* Claim room for one more window; false at the bound. */
