@@ -94,6 +94,16 @@ SELECT a.name, a.labels->>'kind' AS kind, a.value > 0 AS tracked,
 SELECT (SELECT value FROM apikey_metrics WHERE name = 'apikey_tracked_clients') > 0 AS client_tracked,
        (SELECT value FROM apikey_metrics
          WHERE name = 'apikey_shared_memory_bytes' AND labels = '{"kind": "clients"}') > 0 AS client_bytes;
+-- bytes per entry are what dsa allocates: the item (dshash's 16-byte header
+-- and the entry) rounded up to a dsa size class, plus an 8-byte bucket; a
+-- pending-counts item is exactly 384 bytes, a class (it was 392, taking 448)
+SELECT m.labels->>'kind' AS kind,
+       m.value / coalesce(k.value, c.value) AS bytes_per_entry
+  FROM apikey_metrics m
+  LEFT JOIN apikey_metrics k ON k.name = 'apikey_tracked_keys' AND k.labels = m.labels
+  LEFT JOIN apikey_metrics c ON c.name = 'apikey_tracked_clients' AND m.labels->>'kind' = 'clients'
+ WHERE m.name = 'apikey_shared_memory_bytes'
+ ORDER BY 1;
 -- none of them lacked room
 SELECT a.name, a.value - b.value AS added
   FROM apikey_metrics a JOIN v22x_before b USING (name, labels)
