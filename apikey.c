@@ -197,7 +197,6 @@ _PG_init(void)
 		return;
 
 	apikey_ratelimit_register();
-	apikey_pending_register();
 	apikey_failures_register();
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = apikey_shmem_request;

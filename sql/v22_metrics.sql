@@ -95,15 +95,21 @@ SELECT (SELECT value FROM apikey_metrics WHERE name = 'apikey_tracked_clients') 
        (SELECT value FROM apikey_metrics
          WHERE name = 'apikey_shared_memory_bytes' AND labels = '{"kind": "clients"}') > 0 AS client_bytes;
 -- bytes per entry are what dsa allocates: the item (dshash's 16-byte header
--- and the entry) rounded up to a dsa size class, plus an 8-byte bucket; a
--- pending-counts item is exactly 384 bytes, a class (it was 392, taking 448)
+-- and the entry) rounded up to a dsa size class, plus an 8-byte bucket
 SELECT m.labels->>'kind' AS kind,
        m.value / coalesce(k.value, c.value) AS bytes_per_entry
   FROM apikey_metrics m
   LEFT JOIN apikey_metrics k ON k.name = 'apikey_tracked_keys' AND k.labels = m.labels
   LEFT JOIN apikey_metrics c ON c.name = 'apikey_tracked_clients' AND m.labels->>'kind' = 'clients'
- WHERE m.name = 'apikey_shared_memory_bytes'
+ WHERE m.name = 'apikey_shared_memory_bytes' AND m.labels->>'kind' <> 'pending_counts'
  ORDER BY 1;
+-- pending counts are records in sessions' journals, in whole 32 kB chunks
+-- of at most 227 records (144 bytes each)
+SELECT m.value::bigint % 32768 AS past_whole_chunks,
+       m.value >= k.value * 144 AS room_for_records
+  FROM apikey_metrics m
+  JOIN apikey_metrics k ON k.name = 'apikey_tracked_keys' AND k.labels = m.labels
+ WHERE m.name = 'apikey_shared_memory_bytes' AND m.labels->>'kind' = 'pending_counts';
 -- none of them lacked room
 SELECT a.name, a.value - b.value AS added
   FROM apikey_metrics a JOIN v22x_before b USING (name, labels)

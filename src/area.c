@@ -192,6 +192,15 @@ apikey_area_table(ApikeyTableKind kind)
 	return apikey_tables[kind];
 }
 
+/* The area itself, attached in this process. */
+dsa_area *
+apikey_area_dsa(void)
+{
+	if (apikey_dsa == NULL)
+		apikey_area_attach();
+	return apikey_dsa;
+}
+
 /*
  * Bytes the area holds (plain and dynamic shared memory), or 0 where this
  * PostgreSQL cannot tell; the callers then show their own estimate.
@@ -300,29 +309,23 @@ apikey_insert_owner(void)
 }
 
 /*
- * Make sure an entry for key exists in the table of kind, creating it with
- * init(entry, arg) if need be.  Returns false, never an ERROR, when there
- * is no shared memory for it.  Takes and releases the partition lock: the
- * caller finds the entry again to use it (it may meanwhile have been
- * removed, which callers treat as a retry).
- *
- * An insert can fail only where dsa needs a new segment (dsm_create, in
- * dsa_allocate or in dshash's resize), and neither dsa nor dshash has
- * changed anything by then.  So instead of a subtransaction per insert
- * (a quarter of what an insert cost: 0.7 of 2.8 us, measured in one
- * backend at a million keys), the failure is caught here and cleaned up
- * as AbortSubTransaction would clean it up: the LWLocks the failed call
- * held (the partition, the area and its size-class locks) are released,
- * and the half-made segment with the insert's own resource owner.  The
- * caller holds no LWLock when it calls this (none of apikey's request
- * paths do): LWLockReleaseAll releases all.
- * Errors that are not "out of memory" are raised again after the cleanup.
+ * Run fn(arg) so that running out of shared memory in it is answered with
+ * false, never an ERROR.  Only dsa's making a new segment (dsm_create, in
+ * dsa_allocate or in dshash's resize) can run out, and neither dsa nor
+ * dshash has changed anything by then.  So instead of a subtransaction per
+ * call (a quarter of what an insert cost: 0.7 of 2.8 us, measured in one
+ * backend at a million keys), the failure is caught here and cleaned up as
+ * AbortSubTransaction would clean it up: the LWLocks the failed call held
+ * (a partition, the area and its size-class locks) are released, and the
+ * half-made segment with our own resource owner.  The caller holds no
+ * LWLock when it calls this (none of apikey's request paths do):
+ * LWLockReleaseAll releases all.  Errors that are not "out of memory" are
+ * raised again after the cleanup.  After a failure nothing is tried for a
+ * second.
  */
-bool
-apikey_area_insert(ApikeyTableKind kind, const void *key,
-				   ApikeyEntryInit init, void *arg)
+static bool
+apikey_area_guarded(void (*fn) (void *arg), void *arg)
 {
-	dshash_table *t = apikey_area_table(kind);
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	ResourceOwner insert_owner = apikey_insert_owner();
@@ -334,12 +337,7 @@ apikey_area_insert(ApikeyTableKind kind, const void *key,
 	CurrentResourceOwner = insert_owner;
 	PG_TRY();
 	{
-		bool		found;
-		void	   *entry = dshash_find_or_insert(t, key, &found);
-
-		if (!found)
-			init(entry, arg);
-		dshash_release_lock(t, entry);
+		fn(arg);
 		ok = true;
 	}
 	PG_CATCH();
@@ -364,4 +362,69 @@ apikey_area_insert(ApikeyTableKind kind, const void *key,
 	PG_END_TRY();
 	CurrentResourceOwner = owner;
 	return ok;
+}
+
+typedef struct ApikeyInsertCall
+{
+	dshash_table *table;
+	const void *key;
+	ApikeyEntryInit init;
+	void	   *arg;
+} ApikeyInsertCall;
+
+static void
+apikey_insert_call(void *arg)
+{
+	ApikeyInsertCall *c = arg;
+	bool		found;
+	void	   *entry = dshash_find_or_insert(c->table, c->key, &found);
+
+	if (!found)
+		c->init(entry, c->arg);
+	dshash_release_lock(c->table, entry);
+}
+
+/*
+ * Make sure an entry for key exists in the table of kind, creating it with
+ * init(entry, arg) if need be.  Returns false, never an ERROR, when there
+ * is no shared memory for it.  Takes and releases the partition lock: the
+ * caller finds the entry again to use it (it may meanwhile have been
+ * removed, which callers treat as a retry).
+ */
+bool
+apikey_area_insert(ApikeyTableKind kind, const void *key,
+				   ApikeyEntryInit init, void *arg)
+{
+	ApikeyInsertCall c = {apikey_area_table(kind), key, init, arg};
+
+	return apikey_area_guarded(apikey_insert_call, &c);
+}
+
+typedef struct ApikeyAllocateCall
+{
+	Size		size;
+	dsa_pointer result;
+} ApikeyAllocateCall;
+
+static void
+apikey_allocate_call(void *arg)
+{
+	ApikeyAllocateCall *c = arg;
+
+	c->result = dsa_allocate(apikey_dsa, c->size);
+}
+
+/*
+ * Allocate size bytes in the area; InvalidDsaPointer, never an ERROR, when
+ * there is no shared memory for them.
+ */
+dsa_pointer
+apikey_area_allocate(Size size)
+{
+	ApikeyAllocateCall c = {size, InvalidDsaPointer};
+
+	(void) apikey_area_dsa();
+	if (!apikey_area_guarded(apikey_allocate_call, &c))
+		return InvalidDsaPointer;
+	return c.result;
 }

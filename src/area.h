@@ -16,24 +16,12 @@
 
 #include "apikey.h"
 
-/*
- * Stripes of the pending-counts table.  A flush takes counts in chunks of
- * bounded size, with a transaction (or at least a log row) per chunk, and a
- * dshash walk cannot be resumed once its partition locks are let go; with
- * one table, each chunk walked again from the start (at a million entries,
- * a flush walked the table some ten times, under exclusive partition locks).
- * With stripes, a chunk goes on from the stripe where the last one stopped.
- */
-#define APIKEY_PENDING_STRIPES	32
-
 /* The tables that live in the area. */
 typedef enum ApikeyTableKind
 {
 	APIKEY_TABLE_WINDOWS,		/* rate-limit windows (ratelimit.c) */
 	APIKEY_TABLE_CLIENTS,		/* failures per client address (failures.c) */
-	APIKEY_TABLE_PENDING,		/* counts not yet logged (pending.c): the
-								 * first of APIKEY_PENDING_STRIPES tables */
-	APIKEY_NUM_TABLES = APIKEY_TABLE_PENDING + APIKEY_PENDING_STRIPES
+	APIKEY_NUM_TABLES
 } ApikeyTableKind;
 
 /*
@@ -66,6 +54,8 @@ extern Size apikey_area_entry_bytes(Size entry_size);
 typedef void (*ApikeyEntryInit) (void *entry, void *arg);
 extern bool apikey_area_insert(ApikeyTableKind kind, const void *key,
 							   ApikeyEntryInit init, void *arg);
+extern dsa_area *apikey_area_dsa(void);
+extern dsa_pointer apikey_area_allocate(Size size);
 extern bool apikey_area_exhausted(void);
 extern bool apikey_area_pressed(void);
 

@@ -210,6 +210,7 @@ apikey_dump_load(void)
 		else
 			apikey_launcher_note_pending(p.key.dbid);
 	}
+	apikey_pending_restore_done();
 	if (lost > 0)
 		ereport(LOG,
 				(errmsg("apikey could not reload %lld saved windows or counts: no room",
@@ -218,6 +219,7 @@ apikey_dump_load(void)
 	goto done;
 
 truncated:
+	apikey_pending_restore_done();
 	ereport(LOG,
 			(errmsg("apikey counter file \"%s\" is truncated; what it held was partly reloaded",
 					APIKEY_DUMP_FILE)));

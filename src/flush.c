@@ -20,12 +20,12 @@
  *		back into the log, so one locked row never stops a database's
  *		persistence.
  *
- *		Copying does not remove: counts stay in shared memory, marked as
- *		held by this backend, until the transaction that logged them
- *		commits; then they are subtracted (pending.c).  If it aborts (or the
- *		subtransaction that copied them), they are simply let go.  The held
- *		keys are registered with the transaction callbacks *before* they are
- *		marked, so no path can leave a mark behind.
+ *		Copying does not remove: the journal records the counts came from
+ *		are claimed for the logging transaction, and count as logged once it
+ *		has committed (pending.c).  If it aborts (or the subtransaction that
+ *		copied them), the claims are taken back.  A hold is registered with
+ *		the transaction callbacks *before* anything is claimed, and counts
+ *		its claims as it makes them, so no path can leave a claim behind.
  */
 #include "postgres.h"
 
@@ -63,6 +63,8 @@ typedef struct ApikeyHeld
 	int			n;
 	ApikeyTakenKey *keys;
 	ApikeyAlert *alerts_buf;
+	int			nclaims;		/* the journal records keys[] came from */
+	ApikeyClaim claims[APIKEY_TAKE_MAX_CLAIMS];
 } ApikeyHeld;
 
 static ApikeyHeld *apikey_held = NULL;
@@ -84,7 +86,7 @@ apikey_held_release(bool durable, bool all, SubTransactionId subid)
 		if (h->alerts)
 			apikey_alerts_settle(h->alerts_buf, h->n, durable);
 		else
-			apikey_pending_settle(h->keys, h->n, durable);
+			apikey_pending_settle(h->claims, h->nclaims, durable);
 		*link = h->next;
 		if (h->keys)
 			pfree(h->keys);
@@ -300,7 +302,7 @@ apikey_log_chunk(Oid nspid, ApikeyTakeCursor *cursor)
 	apikey_require_primary();
 	h = apikey_hold(false, APIKEY_LOG_CHUNK);
 	apikey_pending_take(MyDatabaseId, h->keys, APIKEY_LOG_CHUNK, &h->n,
-						GetCurrentTimestamp(), cursor);
+						h->claims, &h->nclaims, cursor);
 	if (h->n == 0)
 		return 0;
 	apikey_log_arrays_fill(&a, h->keys, h->n);

@@ -18,11 +18,14 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/timestamp.h"
 
 #include "launcher_state.h"
 
 #define APIKEY_MAX_DIRTY_DBS	64
 #define APIKEY_MAX_STEP_DBS		128
+/* A process wakes the launcher for the same reason at most this often. */
+#define APIKEY_WAKE_EVERY_USEC	(100 * 1000)
 
 typedef struct ApikeyStepTimes
 {
@@ -112,13 +115,20 @@ apikey_launcher_note_pending(Oid dbid)
 /*
  * Wake the launcher: to flush early (housekeeping = false), or because a
  * table reached its bound and ended windows or past minutes could be
- * removed (housekeeping = true).
+ * removed (housekeeping = true).  At most every 100 ms per process and
+ * reason: a table at its bound asks on every verification, and a signal
+ * per verification would cost more than the verification.
  */
 void
 apikey_launcher_wake(bool housekeeping)
 {
+	static TimestampTz asked[2] = {0, 0};
+	TimestampTz now = GetCurrentTimestamp();
 	int			procno;
 
+	if (now - asked[housekeeping] < APIKEY_WAKE_EVERY_USEC)
+		return;
+	asked[housekeeping] = now;
 	SpinLockAcquire(&apikey_ls->mutex);
 	if (housekeeping)
 		apikey_ls->housekeeping = true;

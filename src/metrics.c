@@ -89,7 +89,7 @@ apikey_metrics_internal(PG_FUNCTION_ARGS)
 	apikey_metric(rsinfo, "apikey_shared_memory_bytes",
 				  (double) rl.entries * apikey_ratelimit_entry_bytes(), "{\"kind\": \"rate_windows\"}");
 	apikey_metric(rsinfo, "apikey_shared_memory_bytes",
-				  (double) apikey_pending_entries() * apikey_pending_entry_bytes(), "{\"kind\": \"pending_counts\"}");
+				  (double) apikey_pending_bytes(), "{\"kind\": \"pending_counts\"}");
 	apikey_metric(rsinfo, "apikey_shared_memory_bytes",
 				  (double) fl.entries * apikey_failures_entry_bytes(), "{\"kind\": \"clients\"}");
 	apikey_metric(rsinfo, "apikey_shared_memory_bytes_max",

@@ -2,93 +2,140 @@
  * pending.c
  *		Usage counts not yet written to the tables.
  *
- *		Verification writes no row: it adds to its key's entry in a dshash
- *		table of the apikey area, under the entry's partition lock.  The table
- *		is split in stripes by a hash of the key_id (area.h), so that a flush
- *		that takes counts in chunks walks it about once.  An entry
- *		holds two hourly slots (an hour can turn over between flushes), the
- *		denials by code, and when it was last counted into.  Entries are
- *		created as keys are used, up to apikey.max_tracked_keys of them, and
- *		removed by a flush once they have been empty and idle for a minute
- *		(at once when the table is nearly full, or shared memory ran out in
- *		the last minute): memory follows use.  A key
- *		that finds no room is still answered; its counts go to its
- *		database's overflow totals (shown by apikey_stats, not attributable
- *		to a key).
+ *		Verification writes no row, and looks nothing up to count: each
+ *		session appends a record (key, hour, what to add) to a journal of its
+ *		own in the apikey area, a list of fixed-size chunks.  A record of a
+ *		key the session counted recently in the same chunk is added to
+ *		instead of appended, so a session verifying a few keys writes a few
+ *		records per flush, one verifying a million keys about one record per
+ *		verification.  The journal's spinlock is the session's own (a flush
+ *		takes it for a moment), so two sessions never wait for each other,
+ *		and what they write is sequential memory: before journals, each
+ *		verification looked its key up in a shared table of a million
+ *		entries, and that lookup cost two sessions about a tenth of their
+ *		throughput (manual, Performance).
  *
- *		Flushing copies counts out and subtracts them only when the copy is
- *		durable.  A flush copies an entry's counts into the entry's "held"
- *		slots (leaving them in place, so readers still see them), with its
- *		transaction id, and marks the entry as its own; when its transaction
- *		has committed, it subtracts what it copied (counts added meanwhile
- *		stay) and leaves the held copy, now "logged", for readers.  If the
- *		transaction aborts, it only lets go of the entry: nothing was removed,
- *		so nothing has to be given back, and nothing needs memory that might
- *		no longer be there.  An entry marked by a flush is skipped by other
- *		flushes and never removed, so a count is logged exactly once.
+ *		A journal outlives its session until its records are logged; a new
+ *		session of the same database takes over such a journal, so their
+ *		number stays near the number of sessions.  Chunks are taken as
+ *		records are appended and freed once logged: memory follows traffic.
+ *		The bound: apikey.max_tracked_keys records, plus one chunk per
+ *		journal; past it (or when dynamic shared memory runs out) counts go
+ *		to the database's overflow totals (shown by apikey_stats, not
+ *		attributable to a key).
  *
- *		Readers are exact: the held copy and its transaction id tell a reader
- *		whose snapshot sees the log row that the copy is in the log (so an
- *		in-flight copy is not counted twice), and a reader whose snapshot
- *		does not see it yet that the copy is not (so a copy already
- *		subtracted is added back).  A logged copy is dropped at the entry's
- *		next flush, a flush interval later; an empty entry whose logged copy
- *		every snapshot sees (its transaction is older than the oldest xmin)
- *		can be removed.
+ *		Flushing claims ranges of records: a range [start, end) with the
+ *		flushing transaction's id, marked as that flush's while it runs.
+ *		Nothing is removed: if the transaction aborts, its ranges are taken
+ *		back and the records are claimed again later; if it commits, the
+ *		range stays, with its transaction id, until every snapshot sees that
+ *		transaction as committed; then its records are dropped and chunks
+ *		wholly before the first kept record are freed.
  *
- *		Nothing allocates or can raise an ERROR while a partition lock is
- *		held.
+ *		Readers are exact: a record counts as pending for a reader unless it
+ *		lies in a range whose transaction the reader's snapshot sees as
+ *		committed (then the reader sees those counts in the usage log).  So
+ *		an in-flight flush is not counted twice, and a committed one that
+ *		the reader's snapshot does not see yet is not lost.
+ *
+ *		Nothing allocates or can raise an ERROR while a spinlock is held;
+ *		chunks are freed only under the journal's LWLock held exclusively,
+ *		which readers and flushes hold shared while they read records.
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "access/transam.h"
-#include "access/xact.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "area.h"
 #include "compat.h"
+#include "launcher_state.h"
 #include "pending.h"
 
-/* An emptied entry is kept this long, so a key in steady use keeps it. */
-#define APIKEY_PENDING_IDLE_USEC	(60 * USECS_PER_SEC)
 /* Databases with their own overflow totals; the rest share one. */
 #define APIKEY_OVERFLOW_DBS			32
 
 /*
  * The denials a known key can get: every code from REVOKED on (a MALFORMED
- * or NOT_FOUND token finds no key).  An entry keeps only these, which puts
- * its dshash item at 384 bytes, one of dsa's size classes; with a counter
- * for every code it was 392 bytes, which dsa rounds up to 448.
+ * or NOT_FOUND token finds no key).  A record keeps only these.
  */
 #define APIKEY_FIRST_KEY_DENIAL		APIKEY_REVOKED
 #define APIKEY_KEY_DENIALS			(APIKEY_NUM_CODES - APIKEY_FIRST_KEY_DENIAL)
 
-/*
- * What a verification writes comes right after the key, so that counting a
- * valid request touches the item's first two cache lines only.
- */
-typedef struct ApikeyPendingEntry
+/* One key's counts in one hour, in a journal. */
+typedef struct ApikeyRecord
 {
-	ApikeyKeyRef key;			/* hash key: must be first */
-	TimestampTz touched;		/* last counted into */
-	ApikeyUsageSlot slot[APIKEY_PENDING_SLOTS]; /* [0] newest hour */
-	ApikeyUsageSlot held[APIKEY_PENDING_SLOTS]; /* what a flush copied */
-	TransactionId held_xid;		/* its transaction; Invalid: no copy */
-	int32		owner;			/* procno of the flush in flight, -1 */
+	char		key_id[APIKEY_KEY_ID_MAXLEN + 1];
+	TimestampTz bucket;			/* start of the hour */
+	TimestampTz last_used;		/* latest VALID, 0 = none */
+	int64		requests;
+	int64		responses;
+	double		response_ms;
+	int32		client_errors;
+	int32		server_errors;
 	int32		denied[APIKEY_KEY_DENIALS]; /* by code, from FIRST_KEY_DENIAL */
-} ApikeyPendingEntry;
+} ApikeyRecord;
 
-StaticAssertDecl(APIKEY_DSHASH_ITEM_HEADER + MAXALIGN(sizeof(ApikeyPendingEntry)) <= 384,
-				 "a pending-counts item fits dsa's 384-byte size class");
+/*
+ * Chunks of 32 kB: dsa gives allocations above 8 kB whole pages, so a chunk
+ * costs exactly its size, and a session's first chunk is all a server with
+ * few keys in use holds per session.
+ */
+#define APIKEY_CHUNK_BYTES			(32 * 1024)
+
+typedef struct ApikeyChunk
+{
+	dsa_pointer next;			/* newer chunk, or InvalidDsaPointer */
+	uint64		first;			/* position of rec[0] in the journal */
+	ApikeyRecord rec[FLEXIBLE_ARRAY_MEMBER];
+} ApikeyChunk;
+
+#define APIKEY_CHUNK_RECORDS \
+	((APIKEY_CHUNK_BYTES - offsetof(ApikeyChunk, rec)) / sizeof(ApikeyRecord))
+
+/* A claimed range ends at end; it starts where the previous one ends. */
+typedef struct ApikeyRange
+{
+	uint64		end;
+	TransactionId xid;			/* the flush that logged (or logs) it */
+} ApikeyRange;
+
+/* Ranges a journal keeps; past that, the oldest committed one is dropped. */
+#define APIKEY_JOURNAL_RANGES		16
+
+/*
+ * Positions count records appended since the journal was taken:
+ * kept <= claimed <= head.  [kept, claimed) is covered by the ranges, in
+ * order; [claimed, head) is not claimed by any flush yet.
+ */
+typedef struct ApikeyJournal
+{
+	LWLock		lock;			/* shared: reading records; exclusive: freeing */
+	slock_t		mutex;			/* everything below */
+	Oid			dbid;			/* InvalidOid: free */
+	int			owner;			/* procno of the session appending, or -1 */
+	int			flusher;		/* procno of the flush holding ranges, or -1 */
+	dsa_pointer first_chunk;	/* oldest chunk kept */
+	dsa_pointer last_chunk;		/* the chunk being appended to */
+	uint64		kept;
+	uint64		claimed;
+	uint64		head;
+	int			nranges;
+	ApikeyRange ranges[APIKEY_JOURNAL_RANGES];
+} ApikeyJournal;
 
 typedef struct ApikeyOverflowSlot
 {
@@ -99,109 +146,51 @@ typedef struct ApikeyOverflowSlot
 
 typedef struct ApikeyPendingShared
 {
-	pg_atomic_uint32 entries;
+	int			lock_tranche;
+	int			njournals;
+	pg_atomic_uint32 journals_used;
+	pg_atomic_uint32 chunks;	/* allocated, in all journals */
 	pg_atomic_uint64 by_code[APIKEY_NUM_CODES]; /* verifications since start */
 	ApikeyOverflowSlot overflow[APIKEY_OVERFLOW_DBS];
+	ApikeyJournal journals[FLEXIBLE_ARRAY_MEMBER];
 } ApikeyPendingShared;
 
 static ApikeyPendingShared *apikey_pd = NULL;
 
-/* ---- stripes ------------------------------------------------------------ */
-
-static inline ApikeyTableKind
-apikey_pending_kind(int stripe)
+/*
+ * A process appending to a journal: the session to its own, or a process
+ * reloading the shutdown dump to one per database in turn.
+ */
+typedef struct ApikeyWriter
 {
-	return (ApikeyTableKind) (APIKEY_TABLE_PENDING + stripe);
-}
+	int			journal;		/* index, or -1 */
+	ApikeyChunk *chunk;			/* the journal's last chunk, mapped */
+	dsa_pointer chunk_dp;
+} ApikeyWriter;
 
-void
-apikey_pending_register(void)
-{
-	dshash_parameters params = {
-		sizeof(ApikeyKeyRef), sizeof(ApikeyPendingEntry),
-		dshash_memcmp, dshash_memhash APIKEY_DSHASH_COPY_FUNCTION
-	};
-
-	for (int s = 0; s < APIKEY_PENDING_STRIPES; s++)
-		apikey_area_register_table(apikey_pending_kind(s), &params);
-}
-
-static inline dshash_table *
-apikey_pending_table(int stripe)
-{
-	return apikey_area_table(apikey_pending_kind(stripe));
-}
-
-/* The stripe of a key: from its key_id, independent of dshash's own hash. */
-static inline int
-apikey_pending_stripe_of(const ApikeyKeyRef *key)
-{
-	uint32		h = hash_bytes((const unsigned char *) key->key_id, strlen(key->key_id));
-
-	return (int) (h % APIKEY_PENDING_STRIPES);
-}
+static ApikeyWriter apikey_session = {-1, NULL, InvalidDsaPointer};
+static ApikeyWriter apikey_restorer = {-1, NULL, InvalidDsaPointer};
 
 /*
- * A walk over the stripes from the given one to the last, as one dshash
- * walk: it holds one partition lock at a time, and nothing else.
+ * The session's recently appended records, by a hash of the key_id: the
+ * position of the last record of a key, plus one (0: none).  Only records
+ * of the chunk being appended to are added to.
  */
-typedef struct ApikeyPendingWalk
-{
-	dshash_seq_status status;
-	int			stripe;			/* the stripe being walked */
-	bool		exclusive;
-	bool		active;			/* status is initialized for stripe */
-} ApikeyPendingWalk;
+#define APIKEY_RECENT				1024
+static uint64 apikey_recent[APIKEY_RECENT];
 
-static void
-apikey_walk_init(ApikeyPendingWalk *w, int first_stripe, bool exclusive)
+/* Journals: twice the server's processes (sessions, and journals left). */
+static int
+apikey_njournals(void)
 {
-	w->stripe = first_stripe;
-	w->exclusive = exclusive;
-	w->active = false;
-}
-
-static ApikeyPendingEntry *
-apikey_walk_next(ApikeyPendingWalk *w)
-{
-	while (w->stripe < APIKEY_PENDING_STRIPES)
-	{
-		ApikeyPendingEntry *e;
-
-		if (!w->active)
-		{
-			dshash_seq_init(&w->status, apikey_pending_table(w->stripe), w->exclusive);
-			w->active = true;
-		}
-		e = dshash_seq_next(&w->status);
-		if (e != NULL)
-			return e;
-		dshash_seq_term(&w->status);
-		w->active = false;
-		w->stripe++;
-	}
-	return NULL;
-}
-
-static void
-apikey_walk_delete_current(ApikeyPendingWalk *w)
-{
-	Assert(w->active && w->exclusive);
-	dshash_delete_current(&w->status);
-}
-
-static void
-apikey_walk_term(ApikeyPendingWalk *w)
-{
-	if (w->active)
-		dshash_seq_term(&w->status);
-	w->active = false;
+	return 2 * MaxBackends + 8;
 }
 
 Size
 apikey_pending_shmem_size(void)
 {
-	return MAXALIGN(sizeof(ApikeyPendingShared));
+	return add_size(offsetof(ApikeyPendingShared, journals),
+					mul_size(apikey_njournals(), sizeof(ApikeyJournal)));
 }
 
 void
@@ -209,29 +198,64 @@ apikey_pending_shmem_init(void)
 {
 	bool		found;
 
-	apikey_pd = ShmemInitStruct("apikey pending counts", sizeof(ApikeyPendingShared),
+	apikey_pd = ShmemInitStruct("apikey pending counts", apikey_pending_shmem_size(),
 								&found);
 	if (!found)
 	{
-		memset(apikey_pd, 0, sizeof(*apikey_pd));
-		pg_atomic_init_u32(&apikey_pd->entries, 0);
+		memset(apikey_pd, 0, apikey_pending_shmem_size());
+		apikey_pd->lock_tranche = LWLockNewTrancheId();
+		apikey_pd->njournals = apikey_njournals();
+		pg_atomic_init_u32(&apikey_pd->journals_used, 0);
+		pg_atomic_init_u32(&apikey_pd->chunks, 0);
 		for (int c = 0; c < APIKEY_NUM_CODES; c++)
 			pg_atomic_init_u64(&apikey_pd->by_code[c], 0);
 		for (int i = 0; i < APIKEY_OVERFLOW_DBS; i++)
 			SpinLockInit(&apikey_pd->overflow[i].mutex);
+		for (int i = 0; i < apikey_pd->njournals; i++)
+		{
+			ApikeyJournal *j = &apikey_pd->journals[i];
+
+			LWLockInitialize(&j->lock, apikey_pd->lock_tranche);
+			SpinLockInit(&j->mutex);
+			j->dbid = InvalidOid;
+			j->owner = -1;
+			j->flusher = -1;
+			j->first_chunk = InvalidDsaPointer;
+			j->last_chunk = InvalidDsaPointer;
+		}
 	}
 }
 
+/* Bytes per record, as apikey_metrics shows them (chunks are all records). */
 Size
 apikey_pending_entry_bytes(void)
 {
-	return apikey_area_entry_bytes(sizeof(ApikeyPendingEntry));
+	return (APIKEY_CHUNK_BYTES + APIKEY_CHUNK_RECORDS - 1) / APIKEY_CHUNK_RECORDS;
 }
 
+/* Records held, logged or not, in all journals. */
 int64
 apikey_pending_entries(void)
 {
-	return pg_atomic_read_u32(&apikey_pd->entries);
+	int64		n = 0;
+
+	for (int i = 0; i < apikey_pd->njournals; i++)
+	{
+		ApikeyJournal *j = &apikey_pd->journals[i];
+
+		SpinLockAcquire(&j->mutex);
+		if (j->dbid != InvalidOid)
+			n += (int64) (j->head - j->kept);
+		SpinLockRelease(&j->mutex);
+	}
+	return n;
+}
+
+/* Bytes of the chunks all journals hold. */
+Size
+apikey_pending_bytes(void)
+{
+	return (Size) pg_atomic_read_u32(&apikey_pd->chunks) * APIKEY_CHUNK_BYTES;
 }
 
 /* Every verification's result, for apikey_metrics (server-wide). */
@@ -256,38 +280,11 @@ apikey_slot_empty(const ApikeyUsageSlot *s)
 	return s->bucket == 0;
 }
 
-static bool
-apikey_entry_empty(const ApikeyPendingEntry *e)
-{
-	return apikey_slot_empty(&e->slot[0]) && apikey_slot_empty(&e->slot[1]);
-}
-
-/* An entry's denials, by code (the codes no key can get are 0). */
-static void
-apikey_entry_denials(const ApikeyPendingEntry *e, int32 by_code[APIKEY_NUM_CODES])
-{
-	memset(by_code, 0, sizeof(int32) * APIKEY_FIRST_KEY_DENIAL);
-	memcpy(by_code + APIKEY_FIRST_KEY_DENIAL, e->denied, sizeof(e->denied));
-}
-
 /* Add to a denial counter; it stops at the top instead of wrapping. */
 static inline void
-apikey_denials_add(int32 *counter, int32 n)
+apikey_denials_add(int32 *counter, int64 n)
 {
 	*counter = (int32) Min((int64) *counter + n, (int64) PG_INT32_MAX);
-}
-
-static void
-apikey_slot_add(ApikeyUsageSlot *dst, const ApikeyUsageSlot *src)
-{
-	dst->requests += src->requests;
-	dst->denied += src->denied;
-	dst->responses += src->responses;
-	dst->response_ms += src->response_ms;
-	dst->client_errors += src->client_errors;
-	dst->server_errors += src->server_errors;
-	if (src->last_used > dst->last_used)
-		dst->last_used = src->last_used;
 }
 
 static TimestampTz
@@ -297,156 +294,338 @@ apikey_hour_of(TimestampTz t)
 }
 
 /*
- * The slot that counts for the hour starting at bucket.  Two slots cover an
- * hour turning over between flushes; if flushes have been away for longer,
- * older hours are folded into the older slot.
+ * The slot of a key's two that counts for bucket: its own, a free one, or
+ * else the older one (counts of a third hour, when flushes have been away
+ * for that long, go with the older hour).
  */
 static ApikeyUsageSlot *
-apikey_slot_for(ApikeyPendingEntry *e, TimestampTz bucket)
-{
-	ApikeyUsageSlot *cur = &e->slot[0];
-	ApikeyUsageSlot *old = &e->slot[1];
-
-	if (cur->bucket == bucket)
-		return cur;
-	if (old->bucket == bucket)
-		return old;
-	if (apikey_slot_empty(cur))
-	{
-		cur->bucket = bucket;
-		return cur;
-	}
-	if (bucket < cur->bucket)
-	{
-		if (apikey_slot_empty(old))
-			old->bucket = bucket;
-		return old;
-	}
-	/* a newer hour: the current slot becomes (or joins) the older one */
-	if (apikey_slot_empty(old))
-		*old = *cur;
-	else
-		apikey_slot_add(old, cur);
-	memset(cur, 0, sizeof(*cur));
-	cur->bucket = bucket;
-	return cur;
-}
-
-/*
- * The slot of a snapshot row that counts for bucket: its own, a free one,
- * or else the older one (as apikey_slot_for folds old hours).
- */
-static ApikeyUsageSlot *
-apikey_row_slot_for(ApikeyPendingRow *r, TimestampTz bucket)
+apikey_slot_for(ApikeyUsageSlot slots[APIKEY_PENDING_SLOTS], TimestampTz bucket)
 {
 	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
-		if (r->slot[s].bucket == bucket)
-			return &r->slot[s];
+		if (slots[s].bucket == bucket)
+			return &slots[s];
 	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
-		if (apikey_slot_empty(&r->slot[s]))
+		if (apikey_slot_empty(&slots[s]))
 		{
-			r->slot[s].bucket = bucket;
-			return &r->slot[s];
+			slots[s].bucket = bucket;
+			return &slots[s];
 		}
-	return r->slot[0].bucket < r->slot[1].bucket ? &r->slot[0] : &r->slot[1];
+	return slots[0].bucket < slots[1].bucket ? &slots[0] : &slots[1];
+}
+
+/* Add a record to a key's slots and denials by code. */
+static void
+apikey_record_add_to(const ApikeyRecord *r, ApikeyUsageSlot slots[APIKEY_PENDING_SLOTS],
+					 int32 denied_by[APIKEY_NUM_CODES])
+{
+	ApikeyUsageSlot *s = apikey_slot_for(slots, r->bucket);
+
+	s->requests += r->requests;
+	s->responses += r->responses;
+	s->response_ms += r->response_ms;
+	s->client_errors += r->client_errors;
+	s->server_errors += r->server_errors;
+	if (r->last_used > s->last_used)
+		s->last_used = r->last_used;
+	for (int c = 0; c < APIKEY_KEY_DENIALS; c++)
+	{
+		s->denied += r->denied[c];
+		apikey_denials_add(&denied_by[APIKEY_FIRST_KEY_DENIAL + c], r->denied[c]);
+	}
+}
+
+/* ---- journals ----------------------------------------------------------- */
+
+static inline ApikeyJournal *
+apikey_journal(int i)
+{
+	return &apikey_pd->journals[i];
+}
+
+static inline ApikeyChunk *
+apikey_chunk(dsa_pointer dp)
+{
+	return (ApikeyChunk *) dsa_get_address(apikey_area_dsa(), dp);
+}
+
+static void
+apikey_journals_attach(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		LWLockRegisterTranche(apikey_pd->lock_tranche, "apikey journals");
+		registered = true;
+	}
+}
+
+/* The record at pos, which lies at or after chunk c. */
+static ApikeyRecord *
+apikey_record_at(ApikeyChunk **c, uint64 pos)
+{
+	while (pos >= (*c)->first + APIKEY_CHUNK_RECORDS)
+		*c = apikey_chunk((*c)->next);
+	return &(*c)->rec[pos - (*c)->first];
 }
 
 /*
- * Take away counts a flush has made durable.  Counts added since it copied
- * them stay.  If the hour was merged into the older slot meanwhile, the
- * counts are taken from there.
+ * Take a journal for dbid, to append to: one another session of dbid left,
+ * or a free one.  false when all are taken.
+ */
+static bool
+apikey_journal_acquire(ApikeyWriter *w, Oid dbid)
+{
+	int			me = apikey_my_procno();
+
+	apikey_journals_attach();
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (int i = 0; i < apikey_pd->njournals; i++)
+		{
+			ApikeyJournal *j = apikey_journal(i);
+			bool		mine = false;
+			dsa_pointer last = InvalidDsaPointer;
+
+			SpinLockAcquire(&j->mutex);
+			if (pass == 0 && j->dbid == dbid && j->owner == -1)
+			{
+				j->owner = me;
+				last = j->last_chunk;
+				mine = true;
+			}
+			else if (pass == 1 && j->dbid == InvalidOid)
+			{
+				j->dbid = dbid;
+				j->owner = me;
+				j->flusher = -1;
+				j->first_chunk = j->last_chunk = InvalidDsaPointer;
+				j->kept = j->claimed = j->head = 0;
+				j->nranges = 0;
+				mine = true;
+			}
+			SpinLockRelease(&j->mutex);
+			if (mine)
+			{
+				if (pass == 1)
+					pg_atomic_fetch_add_u32(&apikey_pd->journals_used, 1);
+				w->journal = i;
+				w->chunk_dp = last;
+				w->chunk = DsaPointerIsValid(last) ? apikey_chunk(last) : NULL;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Free a journal's chunks from dp on (the caller has unlinked them). */
+static void
+apikey_chunks_free(dsa_pointer dp, dsa_pointer stop)
+{
+	while (DsaPointerIsValid(dp) && dp != stop)
+	{
+		dsa_pointer next = apikey_chunk(dp)->next;
+
+		dsa_free(apikey_area_dsa(), dp);
+		pg_atomic_fetch_sub_u32(&apikey_pd->chunks, 1);
+		dp = next;
+	}
+}
+
+/*
+ * Free what a journal no longer needs: chunks wholly before its first kept
+ * record (not the one being appended to), and the whole journal when nobody
+ * appends to it and it holds nothing.  Chunk headers are read without the
+ * spinlock (mapping a segment can allocate): under the LWLock held
+ * exclusively only the session appending changes the list, at its end.
  */
 static void
-apikey_slot_subtract(ApikeyUsageSlot *slots, const ApikeyUsageSlot *copy)
+apikey_journal_trim(ApikeyJournal *j)
 {
-	ApikeyUsageSlot *s;
+	dsa_pointer first;
+	dsa_pointer last;
+	dsa_pointer dp;
+	uint64		kept;
+	bool		whole;
 
-	if (apikey_slot_empty(copy))
-		return;
-	if (slots[0].bucket == copy->bucket)
-		s = &slots[0];
-	else if (slots[1].bucket != 0)
-		s = &slots[1];
-	else
-		return;					/* cannot happen: the entry was ours */
-	s->requests = Max(s->requests - copy->requests, 0);
-	s->denied = Max(s->denied - copy->denied, 0);
-	s->responses = Max(s->responses - copy->responses, 0);
-	s->client_errors = Max(s->client_errors - copy->client_errors, 0);
-	s->server_errors = Max(s->server_errors - copy->server_errors, 0);
-	/* avoid a residue of floating-point rounding */
-	s->response_ms = s->responses == 0 ? 0 : Max(s->response_ms - copy->response_ms, 0);
-	if (s->requests == 0)
-		s->last_used = 0;
-	if (s->requests == 0 && s->denied == 0 && s->responses == 0)
-		memset(s, 0, sizeof(*s));
+	LWLockAcquire(&j->lock, LW_EXCLUSIVE);
+	SpinLockAcquire(&j->mutex);
+	whole = j->dbid != InvalidOid && j->owner == -1 && j->flusher == -1 &&
+		j->nranges == 0 && j->kept == j->head;
+	first = j->first_chunk;
+	last = j->last_chunk;
+	kept = j->kept;
+	if (whole)
+	{
+		j->first_chunk = j->last_chunk = InvalidDsaPointer;
+		j->dbid = InvalidOid;
+	}
+	SpinLockRelease(&j->mutex);
+
+	if (whole)
+	{
+		apikey_chunks_free(first, InvalidDsaPointer);
+		pg_atomic_fetch_sub_u32(&apikey_pd->journals_used, 1);
+	}
+	else if (DsaPointerIsValid(first))
+	{
+		for (dp = first; dp != last &&
+			 apikey_chunk(dp)->first + APIKEY_CHUNK_RECORDS <= kept;)
+			dp = apikey_chunk(dp)->next;
+		if (dp != first)
+		{
+			SpinLockAcquire(&j->mutex);
+			j->first_chunk = dp;
+			SpinLockRelease(&j->mutex);
+			apikey_chunks_free(first, dp);
+		}
+	}
+	LWLockRelease(&j->lock);
 }
 
-/* ---- the request path --------------------------------------------------- */
-
-static bool
-apikey_pending_reserve(void)
+/* Let go of a writer's journal: it is left to the flushes. */
+static void
+apikey_writer_release(ApikeyWriter *w, bool trim)
 {
-	uint32		before = pg_atomic_fetch_add_u32(&apikey_pd->entries, 1);
+	ApikeyJournal *j;
 
-	if (before >= (uint32) apikey_max_tracked_keys)
+	if (w->journal < 0)
+		return;
+	j = apikey_journal(w->journal);
+	SpinLockAcquire(&j->mutex);
+	j->owner = -1;
+	SpinLockRelease(&j->mutex);
+	w->journal = -1;
+	w->chunk = NULL;
+	w->chunk_dp = InvalidDsaPointer;
+	/* an empty journal is freed at once */
+	if (trim && !LWLockHeldByMe(&j->lock))
+		apikey_journal_trim(j);
+}
+
+static void
+apikey_journal_exit(int code, Datum arg)
+{
+	apikey_writer_release(&apikey_session, true);
+	apikey_writer_release(&apikey_restorer, true);
+}
+
+/*
+ * Append a chunk to a journal the writer owns.  false, never an ERROR, at
+ * the bound or when there is no shared memory for it.
+ */
+static bool
+apikey_journal_grow(ApikeyWriter *w, ApikeyJournal *j)
+{
+	uint32		bound = (uint32) Min((int64) apikey_max_tracked_keys / APIKEY_CHUNK_RECORDS + 1 +
+									 pg_atomic_read_u32(&apikey_pd->journals_used),
+									 (int64) PG_UINT32_MAX);
+	uint32		before = pg_atomic_fetch_add_u32(&apikey_pd->chunks, 1);
+	dsa_pointer dp;
+	ApikeyChunk *c;
+
+	if (before >= bound / 10 * 9)
+		apikey_launcher_wake(false);	/* a flush frees chunks */
+	if (before >= bound)
 	{
-		pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
+		pg_atomic_fetch_sub_u32(&apikey_pd->chunks, 1);
 		return false;
 	}
+	dp = apikey_area_allocate(APIKEY_CHUNK_BYTES);
+	if (!DsaPointerIsValid(dp))
+	{
+		pg_atomic_fetch_sub_u32(&apikey_pd->chunks, 1);
+		return false;
+	}
+	c = apikey_chunk(dp);
+	c->next = InvalidDsaPointer;
+	SpinLockAcquire(&j->mutex);
+	c->first = j->head;
+	if (w->chunk != NULL)
+		w->chunk->next = dp;
+	else
+		j->first_chunk = dp;
+	j->last_chunk = dp;
+	SpinLockRelease(&j->mutex);
+	w->chunk = c;
+	w->chunk_dp = dp;
 	return true;
 }
 
-typedef struct ApikeyPendingInit
-{
-	bool		inserted;
-} ApikeyPendingInit;
-
-static void
-apikey_pending_entry_init(void *entry, void *arg)
-{
-	ApikeyPendingEntry *e = entry;
-
-	memset((char *) e + sizeof(ApikeyKeyRef), 0,
-		   sizeof(ApikeyPendingEntry) - sizeof(ApikeyKeyRef));
-	e->owner = -1;
-	e->touched = GetCurrentTimestamp();
-	((ApikeyPendingInit *) arg)->inserted = true;
-}
-
 /*
- * The entry of a key, locked exclusively, created if need be; NULL when
- * there is no room.  The caller releases it with dshash_release_lock(*t, e).
+ * The record to add a count of key_id in hour bucket to, with the journal's
+ * spinlock held (the caller adds, then releases it); NULL when there is no
+ * room.  recent (the session's) says where this key's last record is.
  */
-static ApikeyPendingEntry *
-apikey_pending_entry(Oid dbid, const char *key_id, dshash_table **t)
+static ApikeyRecord *
+apikey_journal_record(ApikeyWriter *w, Oid dbid, const char *key_id,
+					  TimestampTz bucket, uint64 *recent, ApikeyJournal **jp)
 {
-	ApikeyKeyRef key;
-	int			stripe;
+	ApikeyJournal *j;
 
-	apikey_keyref_init(&key, dbid, key_id);
-	stripe = apikey_pending_stripe_of(&key);
-	*t = apikey_pending_table(stripe);
-	for (int attempt = 0; attempt < 2; attempt++)
+	if (w->journal < 0)
 	{
-		ApikeyPendingInit init = {false};
-		ApikeyPendingEntry *e = dshash_find(*t, &key, true);
+		static bool exit_registered = false;
 
-		if (e != NULL)
-			return e;
-		if (!apikey_pending_reserve())
+		if (!apikey_journal_acquire(w, dbid))
 			return NULL;
-		if (!apikey_area_insert(apikey_pending_kind(stripe), &key,
-								apikey_pending_entry_init, &init))
-		{
-			pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
-			return NULL;
-		}
-		if (!init.inserted)
-			pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
+		if (w == &apikey_session)
+			memset(apikey_recent, 0, sizeof(apikey_recent));
+		if (!exit_registered)
+			before_shmem_exit(apikey_journal_exit, 0);
+		exit_registered = true;
 	}
-	return NULL;
+	j = apikey_journal(w->journal);
+	for (;;)
+	{
+		SpinLockAcquire(&j->mutex);
+		if (recent != NULL && *recent > 0 && w->chunk != NULL)
+		{
+			uint64		pos = *recent - 1;
+
+			/* not claimed by a flush yet, and in the chunk we have mapped */
+			if (pos >= j->claimed && pos >= w->chunk->first && pos < j->head)
+			{
+				ApikeyRecord *r = &w->chunk->rec[pos - w->chunk->first];
+
+				if (r->bucket == bucket && strcmp(r->key_id, key_id) == 0)
+				{
+					*jp = j;
+					return r;
+				}
+			}
+		}
+		if (w->chunk != NULL && j->head < w->chunk->first + APIKEY_CHUNK_RECORDS)
+		{
+			ApikeyRecord *r = &w->chunk->rec[j->head - w->chunk->first];
+
+			memset(r, 0, sizeof(*r));
+			strlcpy(r->key_id, key_id, sizeof(r->key_id));
+			r->bucket = bucket;
+			if (recent != NULL)
+				*recent = j->head + 1;
+			j->head++;
+			*jp = j;
+			return r;
+		}
+		SpinLockRelease(&j->mutex);
+		if (!apikey_journal_grow(w, j))
+			return NULL;
+	}
 }
+
+/* The session's record for key_id in the hour of now, spinlock held. */
+static ApikeyRecord *
+apikey_session_record(Oid dbid, const char *key_id, TimestampTz now, ApikeyJournal **jp)
+{
+	uint32		h = hash_bytes((const unsigned char *) key_id, strlen(key_id));
+
+	return apikey_journal_record(&apikey_session, dbid, key_id, apikey_hour_of(now),
+								 &apikey_recent[h % APIKEY_RECENT], jp);
+}
+
+/* ---- the request path --------------------------------------------------- */
 
 /* The overflow slot of a database: its own while there are free ones. */
 static ApikeyOverflowSlot *
@@ -492,30 +671,26 @@ void
 apikey_pending_count_verify(Oid dbid, const char *key_id, ApikeyCode code,
 							TimestampTz now)
 {
-	dshash_table *t;
-	ApikeyPendingEntry *e = apikey_pending_entry(dbid, key_id, &t);
-	ApikeyUsageSlot *slot;
+	ApikeyJournal *j;
+	ApikeyRecord *r = apikey_session_record(dbid, key_id, now, &j);
 
-	if (e == NULL)
+	if (r == NULL)
 	{
 		apikey_overflow_add(dbid, code == APIKEY_VALID, code != APIKEY_VALID, 0, 0);
 		return;
 	}
-	slot = apikey_slot_for(e, apikey_hour_of(now));
 	if (code == APIKEY_VALID)
 	{
-		slot->requests++;
-		slot->last_used = now;
+		r->requests++;
+		r->last_used = now;
 	}
 	else
 	{
-		slot->denied++;
 		Assert(code >= APIKEY_FIRST_KEY_DENIAL);
 		if (code >= APIKEY_FIRST_KEY_DENIAL)	/* always, for a known key */
-			apikey_denials_add(&e->denied[code - APIKEY_FIRST_KEY_DENIAL], 1);
+			apikey_denials_add(&r->denied[code - APIKEY_FIRST_KEY_DENIAL], 1);
 	}
-	e->touched = now;
-	dshash_release_lock(t, e);
+	SpinLockRelease(&j->mutex);
 }
 
 /* Count one served request reported by apikey_record. */
@@ -523,134 +698,251 @@ void
 apikey_pending_count_response(Oid dbid, const char *key_id, int32 status_code,
 							  double response_ms, TimestampTz now)
 {
-	dshash_table *t;
-	ApikeyPendingEntry *e = apikey_pending_entry(dbid, key_id, &t);
-	ApikeyUsageSlot *slot;
+	ApikeyJournal *j;
+	ApikeyRecord *r = apikey_session_record(dbid, key_id, now, &j);
 
-	if (e == NULL)
+	if (r == NULL)
 	{
 		apikey_overflow_add(dbid, 0, 0, 1, response_ms);
 		return;
 	}
-	slot = apikey_slot_for(e, apikey_hour_of(now));
-	slot->responses++;
-	slot->response_ms += response_ms;
+	r->responses++;
+	r->response_ms += response_ms;
 	if (status_code >= 500)
-		slot->server_errors++;
+		r->server_errors++;
 	else if (status_code >= 400)
-		slot->client_errors++;
-	e->touched = now;
-	dshash_release_lock(t, e);
+		r->client_errors++;
+	SpinLockRelease(&j->mutex);
 }
 
 /* ---- flushing ----------------------------------------------------------- */
 
 /*
- * Copy the counts of up to max keys of database dbid into buf and mark
- * their entries as this backend's, counting them in *n as it goes.  The walk
- * starts in cursor->stripe and leaves there the stripe where it stopped;
- * cursor->more is set when keys were left (buf full, or entries held by
- * another flush).  Entries that have stayed empty for a minute are removed on
- * the way (at once when the table is nearly full).  The caller must have
- * arranged for apikey_pending_settle to run whatever happens (flush.c's
- * transaction callbacks) before calling this.
+ * Drop the ranges every snapshot sees as committed, then free what that
+ * leaves unused.  Only while no other flush holds ranges of the journal: a
+ * flush that aborted takes its ranges back before it lets go, so a range
+ * found with the journal let go is committed.
+ */
+static void
+apikey_journal_prune(ApikeyJournal *j, TransactionId horizon, int me)
+{
+	bool		dropped = false;
+
+	SpinLockAcquire(&j->mutex);
+	if (j->flusher == -1 || j->flusher == me)
+	{
+		int			drop = 0;
+
+		while (drop < j->nranges && TransactionIdPrecedes(j->ranges[drop].xid, horizon))
+			drop++;
+		if (drop > 0)
+		{
+			j->kept = j->ranges[drop - 1].end;
+			j->nranges -= drop;
+			memmove(j->ranges, j->ranges + drop, j->nranges * sizeof(ApikeyRange));
+			dropped = true;
+		}
+	}
+	SpinLockRelease(&j->mutex);
+	if (dropped || j->owner == -1)
+		apikey_journal_trim(j);
+}
+
+/* Where in a flush's buffer each key's counts go. */
+typedef struct ApikeyTakenIndex
+{
+	char		key_id[APIKEY_KEY_ID_MAXLEN + 1];
+	int			i;
+} ApikeyTakenIndex;
+
+static int
+apikey_taken_index(HTAB *index, ApikeyTakenKey *buf, int *n, Oid dbid,
+				   const char *key_id)
+{
+	bool		found;
+	ApikeyTakenIndex *e = hash_search(index, key_id, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		ApikeyTakenKey *t = &buf[*n];
+
+		memset(t, 0, sizeof(*t));
+		apikey_keyref_init(&t->key, dbid, key_id);
+		e->i = (*n)++;
+	}
+	return e->i;
+}
+
+/*
+ * Copy the counts of database dbid into buf, up to max keys, claiming the
+ * records they come from for this transaction; claims[] (capacity
+ * APIKEY_TAKE_MAX_CLAIMS, registered with the transaction callbacks by the
+ * caller before this is called) says which, and *nclaims is counted up
+ * before each claim is made, so that an ERROR leaves no claim unknown.  The
+ * walk starts at cursor->journal and leaves there the journal where it
+ * stopped; cursor->more is set when counts were left (buf full, or a
+ * journal held by another flush).
  */
 void
 apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
-					TimestampTz now, ApikeyTakeCursor *cursor)
+					ApikeyClaim *claims, int *nclaims, ApikeyTakeCursor *cursor)
 {
-	ApikeyPendingWalk walk;
-	ApikeyPendingEntry *e;
 	int			me = apikey_my_procno();
 	TransactionId xid = GetTopTransactionId();	/* before any lock */
-	bool		pressed = pg_atomic_read_u32(&apikey_pd->entries) >
-		(uint32) apikey_max_tracked_keys / 10 * 9 || apikey_area_pressed();
-	/* every snapshot sees transactions before this one as ended */
 	TransactionId horizon = GetOldestNonRemovableTransactionId(NULL);
+	HASHCTL		ctl;
+	HTAB	   *index;
 	bool		full = false;
+	int			ji;
 
-	apikey_walk_init(&walk, cursor->stripe, true);
-	while ((e = apikey_walk_next(&walk)) != NULL)
+	apikey_journals_attach();
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = APIKEY_KEY_ID_MAXLEN + 1;
+	ctl.entrysize = sizeof(ApikeyTakenIndex);
+	ctl.hcxt = CurrentMemoryContext;
+	index = hash_create("apikey taken keys", Max(max, 16), &ctl,
+						HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	for (ji = cursor->journal; ji < apikey_pd->njournals; ji++)
 	{
-		if (e->key.dbid != dbid)
+		ApikeyJournal *j = apikey_journal(ji);
+
+		if (j->dbid != dbid)	/* checked again under the spinlock */
 			continue;
-		if (e->owner != -1)
+		apikey_journal_prune(j, horizon, me);
+
+		LWLockAcquire(&j->lock, LW_SHARED);
+		while (*n < max)
 		{
-			/* another flush (or an earlier chunk of ours) holds it */
-			if (e->owner != me)
-				cursor->held_elsewhere = true;
-			continue;
-		}
-		if (apikey_entry_empty(e))
-		{
-			/* a logged copy is for readers only until they all see it */
-			if ((pressed || now - e->touched >= APIKEY_PENDING_IDLE_USEC) &&
-				(e->held_xid == InvalidTransactionId ||
-				 TransactionIdPrecedes(e->held_xid, horizon) ||
-				 now - e->touched >= 2 * APIKEY_PENDING_IDLE_USEC))
+			uint64		start;
+			uint64		end;
+			dsa_pointer first;
+			ApikeyChunk *c;
+			ApikeyClaim *claim;
+
+			SpinLockAcquire(&j->mutex);
+			if (j->dbid != dbid || j->claimed == j->head)
 			{
-				apikey_walk_delete_current(&walk);
-				pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
+				SpinLockRelease(&j->mutex);
+				break;
 			}
-			continue;
+			if (j->flusher != -1 && j->flusher != me)
+			{
+				SpinLockRelease(&j->mutex);
+				cursor->held_elsewhere = true;
+				break;
+			}
+			if (j->nranges == APIKEY_JOURNAL_RANGES &&
+				j->ranges[j->nranges - 1].xid != xid)
+			{
+				/*
+				 * A snapshot older than this many flushes holds the ranges:
+				 * the oldest committed one is dropped (such a snapshot may
+				 * then count its records twice) rather than stop logging.
+				 */
+				if (j->ranges[0].xid == xid)
+				{
+					SpinLockRelease(&j->mutex);
+					full = true;
+					break;
+				}
+				j->kept = j->ranges[0].end;
+				j->nranges--;
+				memmove(j->ranges, j->ranges + 1, j->nranges * sizeof(ApikeyRange));
+			}
+			start = j->claimed;
+			end = Min(j->head, start + (uint64) (max - *n));
+			/* extend this transaction's claim, or record a new one */
+			if (*nclaims > 0 && claims[*nclaims - 1].journal == ji &&
+				claims[*nclaims - 1].xid == xid && claims[*nclaims - 1].end == start)
+				claim = &claims[*nclaims - 1];
+			else if (*nclaims == APIKEY_TAKE_MAX_CLAIMS)
+			{
+				SpinLockRelease(&j->mutex);
+				full = true;
+				break;
+			}
+			else
+			{
+				claim = &claims[(*nclaims)++];
+				claim->journal = ji;
+				claim->start = start;
+				claim->xid = xid;
+			}
+			claim->end = end;
+			if (j->nranges > 0 && j->ranges[j->nranges - 1].xid == xid)
+				j->ranges[j->nranges - 1].end = end;
+			else
+			{
+				j->ranges[j->nranges].end = end;
+				j->ranges[j->nranges].xid = xid;
+				j->nranges++;
+			}
+			j->claimed = end;
+			j->flusher = me;
+			first = j->first_chunk;
+			SpinLockRelease(&j->mutex);
+
+			/* claimed records no longer change; our shared lock keeps them */
+			c = apikey_chunk(first);
+			for (uint64 pos = start; pos < end; pos++)
+			{
+				ApikeyRecord *r = apikey_record_at(&c, pos);
+				int			i = apikey_taken_index(index, buf, n, dbid, r->key_id);
+
+				apikey_record_add_to(r, buf[i].slot, buf[i].denied_by);
+			}
 		}
-		if (*n == max)
+		LWLockRelease(&j->lock);
+		if (full || *n == max)
 		{
 			full = true;
 			break;
 		}
-		buf[*n].key = e->key;
-		memcpy(buf[*n].slot, e->slot, sizeof(e->slot));
-		apikey_entry_denials(e, buf[*n].denied_by);
-		/* an earlier flush's logged copy is seen by everyone by now */
-		memcpy(e->held, e->slot, sizeof(e->slot));
-		e->held_xid = xid;
-		e->owner = me;
-		/* counted before the next entry: an ERROR leaves nothing unreleased */
-		(*n)++;
+		CHECK_FOR_INTERRUPTS();
 	}
-	/* the next chunk walks again only the stripe this one stopped in */
-	cursor->stripe = walk.stripe;
-	apikey_walk_term(&walk);
+	hash_destroy(index);
+	cursor->journal = ji;
 	cursor->more = full || cursor->held_elsewhere;
 }
 
 /*
- * End a flush's hold on the keys it took.  logged: its copy is (about to
- * be) durable, so subtract it; otherwise the counts simply stay.  Never
- * allocates and never raises an ERROR: it runs in transaction callbacks.
+ * End a flush's claims.  logged: its transaction committed, so the ranges
+ * stay, as logged, for readers; otherwise they are taken back (newest
+ * first: the claims of a subtransaction are the newest of their journal).
+ * Never allocates and never raises an ERROR: it runs in transaction
+ * callbacks.
  */
 void
-apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged)
+apikey_pending_settle(const ApikeyClaim *claims, int nclaims, bool logged)
 {
 	int			me = apikey_my_procno();
 
-	for (int i = 0; i < n; i++)
+	for (int i = nclaims - 1; i >= 0; i--)
 	{
-		dshash_table *t = apikey_pending_table(apikey_pending_stripe_of(&keys[i].key));
-		ApikeyPendingEntry *e = dshash_find(t, &keys[i].key, true);
+		const ApikeyClaim *c = &claims[i];
+		ApikeyJournal *j = apikey_journal(c->journal);
 
-		if (e == NULL)
-			continue;			/* its database was forgotten meanwhile */
-		if (e->owner == me)
+		SpinLockAcquire(&j->mutex);
+		if (j->flusher == me && j->nranges > 0 &&
+			j->ranges[j->nranges - 1].xid == c->xid)
 		{
-			if (logged)
+			if (!logged && j->claimed == c->end)
 			{
-				/* the held copy stays, as the logged part, for readers */
-				for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
-					apikey_slot_subtract(e->slot, &keys[i].slot[s]);
-				for (int c = 0; c < APIKEY_KEY_DENIALS; c++)
-					e->denied[c] = Max(e->denied[c] -
-									   keys[i].denied_by[APIKEY_FIRST_KEY_DENIAL + c], 0);
+				uint64		range_start = j->nranges > 1 ?
+					j->ranges[j->nranges - 2].end : j->kept;
+
+				j->claimed = c->start;
+				if (c->start <= range_start)
+					j->nranges--;
+				else
+					j->ranges[j->nranges - 1].end = c->start;
 			}
-			else
-			{
-				memset(e->held, 0, sizeof(e->held));
-				e->held_xid = InvalidTransactionId;
-			}
-			e->owner = -1;
+			/* still holding: ranges of this transaction left (subtransactions) */
+			if (logged || j->nranges == 0 || j->ranges[j->nranges - 1].xid != c->xid)
+				j->flusher = -1;
 		}
-		dshash_release_lock(t, e);
+		SpinLockRelease(&j->mutex);
 	}
 }
 
@@ -658,19 +950,21 @@ apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged)
 void
 apikey_pending_forget_database(Oid dbid)
 {
-	ApikeyPendingWalk walk;
-	ApikeyPendingEntry *e;
-
-	apikey_walk_init(&walk, 0, true);
-	while ((e = apikey_walk_next(&walk)) != NULL)
+	for (int i = 0; i < apikey_pd->njournals; i++)
 	{
-		if (e->key.dbid == dbid)
+		ApikeyJournal *j = apikey_journal(i);
+
+		if (j->dbid != dbid)
+			continue;
+		SpinLockAcquire(&j->mutex);
+		if (j->dbid == dbid && j->flusher == -1)
 		{
-			apikey_walk_delete_current(&walk);
-			pg_atomic_fetch_sub_u32(&apikey_pd->entries, 1);
+			j->kept = j->claimed = j->head;
+			j->nranges = 0;
 		}
+		SpinLockRelease(&j->mutex);
+		apikey_journal_trim(j);
 	}
-	apikey_walk_term(&walk);
 
 	for (int i = 0; i < APIKEY_OVERFLOW_DBS - 1; i++)
 	{
@@ -688,104 +982,146 @@ apikey_pending_forget_database(Oid dbid)
 
 /* ---- reading ------------------------------------------------------------ */
 
+/* What a reader copies of a journal before reading its records. */
+typedef struct ApikeyJournalView
+{
+	dsa_pointer first_chunk;
+	uint64		kept;
+	uint64		head;
+	int			nranges;
+	ApikeyRange ranges[APIKEY_JOURNAL_RANGES];
+	bool		logged[APIKEY_JOURNAL_RANGES];	/* the reader sees it in the log */
+} ApikeyJournalView;
+
 /*
- * What a row shows to a reader with snapshot snap (see the head comment):
- * the entry's counts, less a copy the reader already sees in the log, plus
- * a copy already subtracted that the reader does not see in the log yet.
+ * Copy journal j's positions if it is of dbid (any database if dbid is
+ * InvalidOid); the caller holds its LWLock shared.
+ */
+static bool
+apikey_journal_view(ApikeyJournal *j, Oid dbid, ApikeyJournalView *v, Oid *of_db)
+{
+	bool		ok;
+
+	SpinLockAcquire(&j->mutex);
+	ok = j->dbid != InvalidOid && (dbid == InvalidOid || j->dbid == dbid) &&
+		DsaPointerIsValid(j->first_chunk) && j->kept < j->head;
+	if (ok)
+	{
+		*of_db = j->dbid;
+		v->first_chunk = j->first_chunk;
+		v->kept = j->kept;
+		v->head = j->head;
+		v->nranges = j->nranges;
+		memcpy(v->ranges, j->ranges, j->nranges * sizeof(ApikeyRange));
+	}
+	SpinLockRelease(&j->mutex);
+	return ok;
+}
+
+/*
+ * Visit every record of the journals of dbid (all databases if InvalidOid)
+ * that is not logged as seen by snap (NULL: as seen by a transaction that
+ * started now, after every flush that committed).
  */
 static void
-apikey_row_as_seen(ApikeyPendingRow *r, const ApikeyUsageSlot *held,
-				   TransactionId xid, bool in_flight, Snapshot snap)
+apikey_journals_scan(Oid dbid, Snapshot snap,
+					 void (*visit) (Oid dbid, const ApikeyRecord *r, void *arg), void *arg)
 {
-	bool		logged_visible;
+	apikey_journals_attach();
+	for (int i = 0; i < apikey_pd->njournals; i++)
+	{
+		ApikeyJournal *j = apikey_journal(i);
+		ApikeyJournalView v;
+		Oid			of_db;
+		ApikeyChunk *c;
+		uint64		range_start;
+		int			r = 0;
 
-	if (xid == InvalidTransactionId)
-		return;
-	if (TransactionIdIsCurrentTransactionId(xid))
-		logged_visible = true;	/* our own flush: we see our log row */
-	else
-		logged_visible = !XidInMVCCSnapshot(xid, snap) && TransactionIdDidCommit(xid);
-	if (in_flight && logged_visible)
-	{
-		for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
-			apikey_slot_subtract(r->slot, &held[s]);
+		if (j->dbid == InvalidOid || (dbid != InvalidOid && j->dbid != dbid))
+			continue;
+		LWLockAcquire(&j->lock, LW_SHARED);
+		if (!apikey_journal_view(j, dbid, &v, &of_db))
+		{
+			LWLockRelease(&j->lock);
+			continue;
+		}
+		for (int k = 0; k < v.nranges; k++)
+		{
+			TransactionId xid = v.ranges[k].xid;
+
+			if (TransactionIdIsCurrentTransactionId(xid))
+				v.logged[k] = true; /* our own flush: we see our log row */
+			else if (snap == NULL)
+				v.logged[k] = TransactionIdDidCommit(xid);
+			else
+				v.logged[k] = !XidInMVCCSnapshot(xid, snap) && TransactionIdDidCommit(xid);
+		}
+		c = apikey_chunk(v.first_chunk);
+		range_start = v.kept;
+		for (uint64 pos = v.kept; pos < v.head; pos++)
+		{
+			while (r < v.nranges && pos >= v.ranges[r].end)
+				range_start = v.ranges[r++].end;
+			if (r < v.nranges && pos >= range_start && v.logged[r])
+			{
+				pos = v.ranges[r].end - 1;	/* skip the whole range */
+				continue;
+			}
+			visit(of_db, apikey_record_at(&c, pos), arg);
+		}
+		LWLockRelease(&j->lock);
+		CHECK_FOR_INTERRUPTS();
 	}
-	else if (!in_flight && !logged_visible)
+}
+
+typedef struct ApikeySnapshotEntry
+{
+	char		key_id[APIKEY_KEY_ID_MAXLEN + 1];
+	ApikeyPendingRow row;
+} ApikeySnapshotEntry;
+
+static void
+apikey_snapshot_visit(Oid dbid, const ApikeyRecord *r, void *arg)
+{
+	bool		found;
+	ApikeySnapshotEntry *e = hash_search((HTAB *) arg, r->key_id, HASH_ENTER, &found);
+
+	if (!found)
 	{
-		for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
-			if (!apikey_slot_empty(&held[s]))
-				apikey_slot_add(apikey_row_slot_for(r, held[s].bucket), &held[s]);
+		memset(&e->row, 0, sizeof(e->row));
+		strlcpy(e->row.key_id, r->key_id, sizeof(e->row.key_id));
 	}
+	apikey_record_add_to(r, e->row.slot, e->row.denied_by);
 }
 
 /*
  * Every key of dbid with pending counts as a reader with snapshot snap
- * sees them, in palloc'd *rows.  The array is sized before the scan (no
- * allocation under a partition lock); if keys were added meanwhile beyond
- * it, the scan is repeated with more room.
+ * sees them, in palloc'd *rows.
  */
 int
 apikey_pending_snapshot(Oid dbid, Snapshot snap, ApikeyPendingRow **rows)
 {
-	for (;;)
-	{
-		int			cap = (int) Min((int64) pg_atomic_read_u32(&apikey_pd->entries) + 64,
-									(int64) (MaxAllocHugeSize / sizeof(ApikeyPendingRow)));
-		ApikeyPendingRow *r = palloc_extended(cap * sizeof(ApikeyPendingRow),
-											  MCXT_ALLOC_HUGE);
-		ApikeyUsageSlot *held = palloc_extended(cap * sizeof(ApikeyUsageSlot[APIKEY_PENDING_SLOTS]),
-												MCXT_ALLOC_HUGE);
-		TransactionId *xids = palloc_extended(cap * sizeof(TransactionId), MCXT_ALLOC_HUGE);
-		bool	   *in_flight = palloc_extended(cap * sizeof(bool), MCXT_ALLOC_HUGE);
-		ApikeyPendingWalk walk;
-		ApikeyPendingEntry *e;
-		int			n = 0;
-		bool		full = false;
+	HASHCTL		ctl;
+	HTAB	   *keys;
+	HASH_SEQ_STATUS seq;
+	ApikeySnapshotEntry *e;
+	int			n = 0;
 
-		apikey_walk_init(&walk, 0, false);
-		while ((e = apikey_walk_next(&walk)) != NULL)
-		{
-			if (e->key.dbid != dbid ||
-				(apikey_entry_empty(e) && e->held_xid == InvalidTransactionId))
-				continue;
-			if (n == cap)
-			{
-				full = true;
-				break;
-			}
-			memcpy(r[n].key_id, e->key.key_id, sizeof(r[n].key_id));
-			memcpy(r[n].slot, e->slot, sizeof(e->slot));
-			apikey_entry_denials(e, r[n].denied_by);
-			memcpy(&held[n * APIKEY_PENDING_SLOTS], e->held, sizeof(e->held));
-			xids[n] = e->held_xid;
-			in_flight[n] = e->owner != -1;
-			n++;
-		}
-		apikey_walk_term(&walk);
-		if (!full)
-		{
-			int			kept = 0;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = APIKEY_KEY_ID_MAXLEN + 1;
+	ctl.entrysize = sizeof(ApikeySnapshotEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	keys = hash_create("apikey pending keys", 1024, &ctl,
+					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	apikey_journals_scan(dbid, snap, apikey_snapshot_visit, keys);
 
-			/* clog lookups after the partition locks are released */
-			for (int i = 0; i < n; i++)
-			{
-				apikey_row_as_seen(&r[i], &held[i * APIKEY_PENDING_SLOTS], xids[i],
-								   in_flight[i], snap);
-				if (!apikey_slot_empty(&r[i].slot[0]) || !apikey_slot_empty(&r[i].slot[1]))
-					r[kept++] = r[i];
-			}
-			pfree(held);
-			pfree(xids);
-			pfree(in_flight);
-			*rows = r;
-			return kept;
-		}
-		pfree(r);
-		pfree(held);
-		pfree(xids);
-		pfree(in_flight);
-		CHECK_FOR_INTERRUPTS();
-	}
+	*rows = palloc_extended(Max(hash_get_num_entries(keys), 1) * sizeof(ApikeyPendingRow),
+							MCXT_ALLOC_HUGE);
+	hash_seq_init(&seq, keys);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		(*rows)[n++] = e->row;
+	hash_destroy(keys);
+	return n;
 }
 
 void
@@ -810,59 +1146,107 @@ apikey_pending_overflow(Oid dbid, ApikeyOverflowCounts *counts)
 
 /* ---- the shutdown dump -------------------------------------------------- */
 
-/* Write every entry with counts; returns how many, -1 if writing failed. */
+static void
+apikey_dump_visit(Oid dbid, const ApikeyRecord *r, void *arg)
+{
+	ApikeyKeyRef key;
+	bool		found;
+	ApikeyTakenKey *e;
+
+	apikey_keyref_init(&key, dbid, r->key_id);
+	e = hash_search((HTAB *) arg, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset((char *) e + sizeof(ApikeyKeyRef), 0, sizeof(*e) - sizeof(ApikeyKeyRef));
+	}
+	apikey_record_add_to(r, e->slot, e->denied_by);
+}
+
+/* Write every key's unlogged counts; returns how many, -1 if writing failed. */
 int64
 apikey_pending_dump(FILE *file)
 {
-#define DUMP_BATCH 64
-	ApikeyTakenKey batch[DUMP_BATCH];
-	ApikeyPendingWalk walk;
-	ApikeyPendingEntry *e;
-	int			n = 0;
+	HASHCTL		ctl;
+	HTAB	   *keys;
+	HASH_SEQ_STATUS seq;
+	ApikeyTakenKey *e;
 	int64		written = 0;
 	bool		ok = true;
 
-	apikey_walk_init(&walk, 0, false);
-	while ((e = apikey_walk_next(&walk)) != NULL)
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(ApikeyKeyRef);
+	ctl.entrysize = sizeof(ApikeyTakenKey);
+	ctl.hcxt = CurrentMemoryContext;
+	keys = hash_create("apikey dump keys", 1024, &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	apikey_journals_scan(InvalidOid, NULL, apikey_dump_visit, keys);
+	hash_seq_init(&seq, keys);
+	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		if (apikey_entry_empty(e))
-			continue;
-		batch[n].key = e->key;
-		memcpy(batch[n].slot, e->slot, sizeof(e->slot));
-		apikey_entry_denials(e, batch[n].denied_by);
-		if (++n == DUMP_BATCH)
-		{
-			ok &= fwrite(batch, sizeof(ApikeyTakenKey), n, file) == (size_t) n;
-			written += n;
-			n = 0;
-		}
+		ok &= fwrite(e, sizeof(ApikeyTakenKey), 1, file) == 1;
+		written++;
 	}
-	apikey_walk_term(&walk);
-	if (n > 0)
-	{
-		ok &= fwrite(batch, sizeof(ApikeyTakenKey), n, file) == (size_t) n;
-		written += n;
-	}
+	hash_destroy(keys);
 	return ok ? written : -1;
-#undef DUMP_BATCH
 }
 
-/* Add saved counts back; false when there is no room for the key. */
+/*
+ * Add saved counts back, to a journal of the key's database; false when
+ * there is no room.  The denials by code go with the hours in order, as
+ * many to each as its slot says.
+ */
 bool
 apikey_pending_restore(const ApikeyTakenKey *saved)
 {
-	dshash_table *t;
-	ApikeyPendingEntry *e = apikey_pending_entry(saved->key.dbid, saved->key.key_id, &t);
+	ApikeyWriter *w = &apikey_restorer;
+	int32		denied_left[APIKEY_KEY_DENIALS];
+	int			newest = -1;
 
-	if (e == NULL)
-		return false;
+	if (w->journal >= 0 && apikey_journal(w->journal)->dbid != saved->key.dbid)
+		apikey_pending_restore_done();
+	for (int c = 0; c < APIKEY_KEY_DENIALS; c++)
+		denied_left[c] = Max(saved->denied_by[APIKEY_FIRST_KEY_DENIAL + c], 0);
+	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+		if (!apikey_slot_empty(&saved->slot[s]) &&
+			(newest < 0 || saved->slot[s].bucket > saved->slot[newest].bucket))
+			newest = s;
 	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
 	{
-		if (!apikey_slot_empty(&saved->slot[s]))
-			apikey_slot_add(apikey_slot_for(e, saved->slot[s].bucket), &saved->slot[s]);
+		const ApikeyUsageSlot *slot = &saved->slot[s];
+		ApikeyJournal *j;
+		ApikeyRecord *r;
+		int64		denied;
+
+		if (apikey_slot_empty(slot))
+			continue;
+		r = apikey_journal_record(w, saved->key.dbid, saved->key.key_id, slot->bucket,
+								  NULL, &j);
+		if (r == NULL)
+			return false;
+		r->last_used = slot->last_used;
+		r->requests = slot->requests;
+		r->responses = slot->responses;
+		r->response_ms = slot->response_ms;
+		r->client_errors = (int32) Min(slot->client_errors, PG_INT32_MAX);
+		r->server_errors = (int32) Min(slot->server_errors, PG_INT32_MAX);
+		/* the newest hour takes what the others leave */
+		denied = s == newest ? PG_INT64_MAX : slot->denied;
+		for (int c = 0; c < APIKEY_KEY_DENIALS && denied > 0; c++)
+		{
+			int32		d = (int32) Min((int64) denied_left[c], denied);
+
+			r->denied[c] = d;
+			denied_left[c] -= d;
+			denied -= d;
+		}
+		SpinLockRelease(&j->mutex);
 	}
-	for (int c = 0; c < APIKEY_KEY_DENIALS; c++)
-		apikey_denials_add(&e->denied[c], Max(saved->denied_by[APIKEY_FIRST_KEY_DENIAL + c], 0));
-	dshash_release_lock(t, e);
 	return true;
+}
+
+/* The reload is over: its journals are left to the flushes. */
+void
+apikey_pending_restore_done(void)
+{
+	apikey_writer_release(&apikey_restorer, false);
 }

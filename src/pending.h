@@ -1,9 +1,9 @@
 /*
  * pending.h
  *		Usage counts of keys not yet written to the tables: requests,
- *		denials and apikey_record's response statistics per key and hour, in
- *		a shared table whose entries live from a key's first count until it
- *		has been idle for a while after its counts were logged.
+ *		denials and apikey_record's response statistics per key and hour,
+ *		appended by each session to a journal of its own in shared memory
+ *		and kept until a flush has logged them and every snapshot sees that.
  */
 #ifndef APIKEY_PENDING_H
 #define APIKEY_PENDING_H
@@ -68,23 +68,35 @@ extern void apikey_pending_count_response(Oid dbid, const char *key_id,
 										  TimestampTz now);
 
 /*
- * Where a flush goes on taking counts: each chunk walks on from the stripe
- * where the last one stopped (area.h), so that a flush walks the table about
- * once, however many chunks it takes.
+ * Where a flush goes on taking counts: each chunk goes on from the journal
+ * where the last one stopped.
  */
 typedef struct ApikeyTakeCursor
 {
-	int			stripe;			/* the stripe the next chunk starts in */
-	bool		held_elsewhere; /* it passed entries another flush holds */
-	bool		more;			/* keys were left: take another chunk */
+	int			journal;		/* the journal the next chunk starts in */
+	bool		held_elsewhere; /* it passed a journal another flush holds */
+	bool		more;			/* counts were left: take another chunk */
 } ApikeyTakeCursor;
 
 #define APIKEY_TAKE_CURSOR_INIT {0, false, true}
 
-/* Flushing: copy counts out, subtract them once they are durable. */
+/* Records a flush took from one journal: positions [start, end). */
+typedef struct ApikeyClaim
+{
+	int			journal;
+	uint64		start;
+	uint64		end;
+	TransactionId xid;
+} ApikeyClaim;
+
+/* Journals one chunk takes from, at most. */
+#define APIKEY_TAKE_MAX_CLAIMS	64
+
+/* Flushing: copy counts out; they count as logged once the copy commits. */
 extern void apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
-								TimestampTz now, ApikeyTakeCursor *cursor);
-extern void apikey_pending_settle(const ApikeyTakenKey *keys, int n, bool logged);
+								ApikeyClaim *claims, int *nclaims,
+								ApikeyTakeCursor *cursor);
+extern void apikey_pending_settle(const ApikeyClaim *claims, int nclaims, bool logged);
 extern void apikey_pending_forget_database(Oid dbid);
 
 /* Server-wide totals of verification results. */
@@ -96,9 +108,11 @@ extern int	apikey_pending_snapshot(Oid dbid, Snapshot snap, ApikeyPendingRow **r
 extern void apikey_pending_overflow(Oid dbid, ApikeyOverflowCounts *counts);
 extern int64 apikey_pending_entries(void);
 extern Size apikey_pending_entry_bytes(void);
+extern Size apikey_pending_bytes(void);
 
 /* The shutdown dump (dump.c). */
 extern int64 apikey_pending_dump(FILE *file);
 extern bool apikey_pending_restore(const ApikeyTakenKey *saved);
+extern void apikey_pending_restore_done(void);
 
 #endif							/* APIKEY_PENDING_H */
