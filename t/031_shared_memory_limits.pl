@@ -125,6 +125,59 @@ $node->reload;
 poll_until($node, 'SHOW apikey.max_tracked_keys', '1000') or die;
 like(verify_n($node, 'limited', 1), qr/^VALID:[0-4]:true$/,
 	'after raising apikey.max_tracked_keys the limited key is tracked and admitted again');
+
+# ---- pending counts: sessions' journals -------------------------------------
+#
+# Each session appends its counts to a journal of its own; a session that
+# ends leaves it to the flushes, and the next session of the database takes
+# it over.  60 connections, one after another, each verifying the unlimited
+# key once: every count is pending, exactly, and the journals hold at most
+# two 32 kB chunks (one per journal would be 60).
+my $pending_sql = q{
+	SELECT coalesce((SELECT s.requests FROM apikey_stats s JOIN tok USING (key_id)
+	                  WHERE tok.name = 'unlimited'), 0)};
+my $before = $node->safe_psql('postgres', $pending_sql);
+$node->safe_psql('postgres',
+	q{SELECT code FROM apikey_verify((SELECT token FROM tok WHERE name = 'unlimited'))})
+  for 1 .. 60;
+is($node->safe_psql('postgres', $pending_sql), $before + 60,
+	'60 sessions one after another: all 60 counts are pending, exactly');
+my $chunk_bytes = $node->safe_psql('postgres', q{
+	SELECT value FROM apikey_metrics
+	 WHERE name = 'apikey_shared_memory_bytes' AND labels->>'kind' = 'pending_counts'});
+note "pending counts hold $chunk_bytes bytes after 60 sessions";
+cmp_ok($chunk_bytes, '<=', 2 * 32768,
+	'... in at most two chunks: each new session took over the journal the last one left');
+
+# The bound: apikey.max_tracked_keys (now 1000) records, plus a chunk per
+# journal.  2,000 keys verified once each in one session find room for
+# fewer than 2,000 records; the rest go to the overflow row, counted.
+# Workers are off: two flushes (the second frees what the first logged,
+# once every snapshot sees it) make room again.
+$node->safe_psql('postgres', q{
+	CREATE TABLE many AS
+	  SELECT k.* FROM generate_series(1, 2000) g, apikey_create('org_m', 'many ' || g, rate_limit => 0) k;
+	SELECT apikey_flush(); });
+$node->safe_psql('postgres', 'SELECT apikey_flush()');
+my $overflow_sql = q{SELECT coalesce(sum(requests), 0) FROM apikey_stats WHERE overflow};
+my $overflow_before = $node->safe_psql('postgres', $overflow_sql);
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE v.code = 'VALID') FROM many m, apikey_verify(m.token) v}),
+	'2000', '2,000 keys verified once each, all VALID');
+my $tracked = $node->safe_psql('postgres', q{
+	SELECT coalesce(sum(s.requests), 0) FROM apikey_stats s WHERE s.key_id IN (SELECT key_id FROM many)});
+my $overflow = $node->safe_psql('postgres', $overflow_sql) - $overflow_before;
+note "2,000 keys verified: $tracked counted per key, $overflow in the overflow row";
+cmp_ok($tracked, '<', 2000, 'past the bound, counts are not kept per key');
+cmp_ok($tracked, '>=', 1000, '... but at least apikey.max_tracked_keys of them are');
+is($tracked + $overflow, 2000, '... and every verification is counted (overflow row included)');
+$node->safe_psql('postgres', 'SELECT apikey_flush()');
+$node->safe_psql('postgres', 'SELECT apikey_flush()');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE v.code = 'VALID') FROM many m, apikey_verify(m.token) v
+	 WHERE m.key_id IN (SELECT key_id FROM many ORDER BY key_id LIMIT 500);
+	SELECT coalesce(sum(s.requests), 0) FROM apikey_stats s WHERE s.key_id IN (SELECT key_id FROM many)}),
+	"500\n500", 'after two flushes the chunks are free: 500 more keys are counted per key');
 $node->stop('fast');
 
 # ============================================================================
