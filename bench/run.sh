@@ -135,7 +135,7 @@ memory() {
         || (SELECT value::bigint FROM apikey_metrics WHERE name = 'apikey_tracked_keys'
              AND labels->>'kind' = 'rate_windows') || ' rate windows and '
         || (SELECT value::bigint FROM apikey_metrics WHERE name = 'apikey_tracked_keys'
-             AND labels->>'kind' = 'pending_counts') || ' keys with pending counts'
+             AND labels->>'kind' = 'pending_counts') || ' pending records'
           FROM apikey_metrics WHERE name = 'apikey_shared_memory_bytes'"
 }
 

@@ -1,28 +1,29 @@
 /*
  * area.c
- *		The DSA area behind apikey's shared tables, and the one way entries
- *		are added to them.
+ *		The DSA area behind apikey's shared tables and the sessions' journals
+ *		of pending counts, and the one way memory is taken from it.
  *
  *		The postmaster creates the area in a small piece of plain shared
  *		memory, as pgstat_shmem.c does (the postmaster cannot use dynamic
  *		shared memory), and creates one dshash table per registered kind in
  *		it.  Every other process attaches on first use.  The area then grows
- *		in dynamic shared memory segments as entries are added, so a server
- *		with a thousand keys in use holds a few hundred kilobytes, not what
- *		apikey.max_tracked_keys could need.  Space that removed entries free
- *		is reused, but dsa gives a segment back only when nothing is left in
- *		it and dshash never shrinks its buckets: after a burst of keys the
- *		area keeps about its peak size until the server restarts, as
- *		PostgreSQL's own statistics area does.
+ *		in dynamic shared memory segments as entries and journal chunks are
+ *		added, so a server with a thousand keys in use holds a few hundred
+ *		kilobytes, not what apikey.max_tracked_keys could need.  Space that
+ *		removed entries and freed chunks leave is reused, but dsa gives a
+ *		segment back only when nothing is left in it and dshash never
+ *		shrinks its buckets: after a burst of keys the area keeps about the
+ *		peak of its tables until the server restarts, as PostgreSQL's own
+ *		statistics area does.
  *
  *		Growing can fail: /dev/shm is 64 MB in a default container, and dsa
  *		raises an ERROR when it cannot create a segment.  Verification must
- *		never raise an ERROR for that, so apikey_area_insert catches it,
- *		releases what the failed insert held, and answers "no room", which
- *		the callers treat exactly like reaching their bound.  Finding and
- *		updating an existing entry allocates nothing.  After a failure no
- *		insert is tried for a second, so that a full /dev/shm does not cost a
- *		failed segment creation per request.
+ *		never raise an ERROR for that, so apikey_area_insert and
+ *		apikey_area_allocate catch it, release what the failed call held,
+ *		and answer "no room", which the callers treat exactly like reaching
+ *		their bound.  Finding and updating an existing entry allocates
+ *		nothing.  After a failure nothing is tried for a second, so that a
+ *		full /dev/shm does not cost a failed segment creation per request.
  */
 #include "postgres.h"
 

@@ -1,7 +1,8 @@
 /*
  * area.h
  *		The dynamic shared memory area that holds apikey's per-key and
- *		per-address tables, and the key by which those tables are looked up.
+ *		per-address tables and the sessions' journals of pending counts, and
+ *		the key by which those tables are looked up.
  *
  *		As PostgreSQL's own cumulative statistics do (pgstat_shmem.c), the
  *		area starts in a small piece of plain shared memory and grows in

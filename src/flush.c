@@ -4,8 +4,8 @@
  *		records alerts.
  *
  *		Logging (every apikey.flush_interval): pending counts are copied out
- *		of shared memory in chunks of at most APIKEY_LOG_CHUNK keys, each
- *		chunk walking on from the stripe of the table where the last one
+ *		of the sessions' journals in shared memory in chunks of at most
+ *		APIKEY_LOG_CHUNK keys, each chunk going on where the last one
  *		stopped, and each is appended to apikey_usage_log as one row of
  *		arrays.  That makes them durable at a cost that does not depend on
  *		how many keys were used, and never needs more local memory than a

@@ -232,8 +232,9 @@ apikey_ratelimit_forget_database(Oid dbid)
 }
 
 /*
- * The running windows of dbid, in palloc'd *out (sized before the scan, as
- * apikey_pending_snapshot does).
+ * The running windows of dbid, in palloc'd *out (sized before the scan: no
+ * allocation under a partition lock; if windows were added meanwhile beyond
+ * it, the scan is repeated with more room).
  */
 int
 apikey_ratelimit_snapshot(Oid dbid, TimestampTz now, ApikeyWindowEntry **out)

@@ -89,9 +89,9 @@ poll_is('app', 'SELECT coalesce(sum(requests + denied), 0) FROM apikey_stats',
 
 # ---- more keys than one flush chunk ------------------------------------------
 # A flush takes pending counts in chunks of 16,384 keys, a transaction each in
-# the worker; each chunk walks on from the stripe of the shared table where
-# the last one stopped.  40,000 keys need three chunks: a chunk that skipped
-# or repeated part of the table would lose or double counts.
+# the worker; each chunk goes on in the sessions' journals where the last one
+# stopped.  40,000 keys need three chunks: a chunk that skipped or repeated
+# records would lose or double counts.
 
 $node->safe_psql('app', q{
 	CREATE TABLE bulk_tokens AS
