@@ -837,8 +837,9 @@ apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 			{
 				/*
 				 * A snapshot older than this many flushes holds the ranges:
-				 * the oldest committed one is dropped (such a snapshot may
-				 * then count its records twice) rather than stop logging.
+				 * the oldest committed one is dropped rather than stop
+				 * logging (such a snapshot, which does not see that flush's
+				 * log row, then misses its records).
 				 */
 				if (j->ranges[0].xid == xid)
 				{
