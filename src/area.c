@@ -175,24 +175,6 @@ apikey_area_attach(void)
 	MemoryContextSwitchTo(old);
 }
 
-dshash_table *
-apikey_area_table(ApikeyTableKind kind)
-{
-	if (apikey_tables[kind] == NULL)
-	{
-		MemoryContext old;
-
-		if (apikey_dsa == NULL)
-			apikey_area_attach();
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		apikey_table_params[kind].tranche_id = apikey_area_shared->table_tranche;
-		apikey_tables[kind] = dshash_attach(apikey_dsa, &apikey_table_params[kind],
-											apikey_area_shared->handles[kind], NULL);
-		MemoryContextSwitchTo(old);
-	}
-	return apikey_tables[kind];
-}
-
 /* The area itself, attached in this process. */
 dsa_area *
 apikey_area_dsa(void)
@@ -200,6 +182,22 @@ apikey_area_dsa(void)
 	if (apikey_dsa == NULL)
 		apikey_area_attach();
 	return apikey_dsa;
+}
+
+dshash_table *
+apikey_area_table(ApikeyTableKind kind)
+{
+	if (apikey_tables[kind] == NULL)
+	{
+		dsa_area   *dsa = apikey_area_dsa();
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		apikey_table_params[kind].tranche_id = apikey_area_shared->table_tranche;
+		apikey_tables[kind] = dshash_attach(dsa, &apikey_table_params[kind],
+											apikey_area_shared->handles[kind], NULL);
+		MemoryContextSwitchTo(old);
+	}
+	return apikey_tables[kind];
 }
 
 /*
@@ -210,9 +208,7 @@ Size
 apikey_area_bytes(void)
 {
 #ifdef APIKEY_HAVE_DSA_GET_TOTAL_SIZE
-	if (apikey_dsa == NULL)
-		apikey_area_attach();
-	return dsa_get_total_size(apikey_dsa);
+	return dsa_get_total_size(apikey_area_dsa());
 #else
 	return 0;
 #endif
