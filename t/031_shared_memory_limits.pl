@@ -178,6 +178,28 @@ is($node->safe_psql('postgres', q{
 	 WHERE m.key_id IN (SELECT key_id FROM many ORDER BY key_id LIMIT 500);
 	SELECT coalesce(sum(s.requests), 0) FROM apikey_stats s WHERE s.key_id IN (SELECT key_id FROM many)}),
 	"500\n500", 'after two flushes the chunks are free: 500 more keys are counted per key');
+
+# A session adds to its own unflushed record of a key instead of appending
+# another, wherever in its journal that record is: 500 keys verified three
+# times round-robin (1,500 verifications, records over three chunks) leave
+# 500 records, not 1,500, and every verification is counted.
+$node->safe_psql('postgres', 'SELECT apikey_flush()') for 1 .. 2;
+my $records_sql = q{
+	SELECT value FROM apikey_metrics
+	 WHERE name = 'apikey_tracked_keys' AND labels->>'kind' = 'pending_counts'};
+my $records_before = $node->safe_psql('postgres', $records_sql);
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE v.code = 'VALID')
+	  FROM (SELECT m.token FROM generate_series(1, 3) r,
+	               (SELECT token, key_id FROM many ORDER BY key_id LIMIT 500) m
+	         ORDER BY r, m.key_id OFFSET 0) x,
+	       LATERAL apikey_verify(x.token) v}),
+	'1500', '500 keys verified three times round-robin, all VALID');
+is($node->safe_psql('postgres', $records_sql) - $records_before, 500,
+	'... leave one pending record per key: the session added to its earlier records');
+is($node->safe_psql('postgres', q{
+	SELECT coalesce(sum(s.requests), 0) FROM apikey_stats s WHERE s.key_id IN (SELECT key_id FROM many)}),
+	'1500', '... and all 1,500 verifications are counted per key');
 $node->stop('fast');
 
 # ============================================================================
