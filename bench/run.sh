@@ -93,12 +93,28 @@ setup_db() { # DB NKEYS
 }
 
 # quiesce DB: write what is still pending (shared memory and the usage log),
-# checkpoint, wait for autovacuum; prints the seconds it took.
+# checkpoint, wait for autovacuum; prints the seconds the write took.
+# While apikey_flush() runs, what every other process of the server does is
+# sampled every 2 s; a drain over 30 s prints its samples, counted, at the end.
 quiesce() {
-    local t0 t1
+    local t0 t1 sampler n
+    n=$(date +%s%N)
     t0=$(date +%s%N)
+    while sleep 2; do
+        "${PSQL[@]}" -d "$1" -tAc "SELECT coalesce(backend_type, '') || ' | ' || coalesce(application_name, '')
+            || ' | ' || coalesce(wait_event_type || ':' || wait_event, 'on CPU') || ' | ' || left(regexp_replace(query, '\s+', ' ', 'g'), 60)
+            FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'
+              AND backend_type NOT IN ('checkpointer', 'background writer', 'walwriter', 'autovacuum launcher',
+                                       'logical replication launcher', 'archiver')" 2>/dev/null
+    done >"$WORK/drain.$n" &
+    sampler=$!
     "${PSQL[@]}" -d "$1" -c "SELECT apikey_flush()" >/dev/null
     t1=$(date +%s%N)
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+    if (( (t1 - t0) / 1000000000 > 30 )); then
+        { echo "drain of $1 before $(date -u +%H:%M:%S), $(( (t1 - t0) / 1000000000 )) s; samples every 2 s:"
+          sort "$WORK/drain.$n" | uniq -c | sort -rn | head -8; } >>"$WORK/slow_drains.txt"
+    fi
     "${PSQL[@]}" -d "$1" -c "CHECKPOINT" >/dev/null
     for _ in $(seq 1 600); do
         [[ $("${PSQL[@]}" -d "$1" -tAc "SELECT count(*) FROM pg_stat_activity
@@ -341,3 +357,9 @@ if [[ -n $CURVE ]]; then
     printf '  %9s keys: floor %7s  verify %7s  ratio %s\n' "$KEYS" "$FLOOR" "$(f verify 1)" \
         "$(ratio "$(f verify 1)" "$FLOOR")"
 fi
+if [[ -s $WORK/slow_drains.txt ]]; then
+    echo
+    echo "drains over 30 s (what the server's other processes were doing while apikey_flush() ran):"
+    cat "$WORK/slow_drains.txt"
+fi
+[[ -z ${BENCH_KEEP:-} ]] || echo "kept: $WORK (server.log, pgbench logs, drain samples)"
