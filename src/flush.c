@@ -36,6 +36,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -51,6 +52,9 @@
 
 /* Keys per log row: bounds the local memory of a flush (~4 MB). */
 #define APIKEY_LOG_CHUNK		16384
+
+/* Log entries past which a fold is planned without nested loops. */
+#define APIKEY_FOLD_NESTLOOP_MAX	10000
 /* Alerts recorded per call. */
 #define APIKEY_ALERT_CHUNK		1000
 
@@ -344,10 +348,26 @@ apikey_log_pending(Oid nspid)
  * Fold the usage log of schema nspid into apikey_keys (usage_count,
  * last_used_at) and the hourly apikey_usage buckets, in one statement: each
  * key's row and each (key, hour) bucket is written once however many log
- * rows it appears in, in key order so that consecutive probes share index
- * pages.  Counts of keys that no longer exist are dropped.  Keys whose row
- * is locked by someone else are skipped and their counts written back to
- * the log for the next fold.  Concurrent folds never count a log row twice:
+ * rows it appears in, rows locked in key order.  Counts of keys that no
+ * longer exist are dropped.  Keys whose row is locked by someone else are
+ * skipped and their counts written back to the log for the next fold.
+ * The rows are found by a join, never by "key_id = ANY (array of the
+ * keys)": a row updated and committed by another transaction since this
+ * statement's snapshot (another fold, typically) is rechecked against the
+ * conditions that found it (EvalPlanQual), and such a recheck of an array
+ * condition is a linear search of the array.  With a fold of 780,000 keys
+ * running just before an apikey_flush() of the same keys, that made the
+ * flush quadratic: 379 s of CPU in the bench of 2026-12-01.
+ *
+ * The planner cannot know how many entries the log's arrays hold (it
+ * guesses ten per array), so it plans every fold as a small one, with
+ * nested loops; one whose outer side is not small (the keys skipped because
+ * a sweep held their rows, say) rescans a CTE of every key per row: a
+ * worker's fold next to the bench's sweep ran for more than 8 minutes.  The
+ * log does know (its entries column): past APIKEY_FOLD_NESTLOOP_MAX entries
+ * the fold is planned without nested loops (hash joins, a sequential scan of
+ * apikey_keys), which costs a big fold about what its index probes did and
+ * bounds every join by the sizes of its inputs.  Concurrent folds never count a log row twice:
  * the DELETE makes the second wait, then skip it.  Returns the number of
  * log rows folded.
  */
@@ -361,8 +381,10 @@ apikey_fold_usage_log(Oid nspid)
 	int64		folded;
 	int			nestlevel;
 	bool		isnull;
+	bool		big;
 
 	apikey_require_primary();
+	big = apikey_usage_log_entries(nspid) > APIKEY_FOLD_NESTLOOP_MAX;
 	sql = psprintf("WITH j AS ("
 				   " DELETE FROM %s RETURNING *"
 				   "), d AS ("
@@ -387,10 +409,9 @@ apikey_fold_usage_log(Oid nspid)
 				   "        pg_catalog.max(d.last_used) AS last_used"
 				   "   FROM d GROUP BY d.key_id"
 				   "), lk AS ("	/* rows we may write now; locked ones wait */
-				   " SELECT k.key_id FROM %s k"
-				   "  WHERE k.key_id OPERATOR(pg_catalog.=) ANY (ARRAY("
-				   "        SELECT s.key_id FROM s WHERE s.requests OPERATOR(pg_catalog.>) 0))"
-				   "  ORDER BY k.key_id FOR UPDATE SKIP LOCKED"
+				   " SELECT k.key_id FROM s JOIN %s k ON k.key_id OPERATOR(pg_catalog.=) s.key_id"
+				   "  WHERE s.requests OPERATOR(pg_catalog.>) 0"
+				   "  ORDER BY k.key_id FOR UPDATE OF k SKIP LOCKED"
 				   "), k AS ("
 				   " UPDATE %s k"
 				   "    SET usage_count = k.usage_count OPERATOR(pg_catalog.+) s.requests,"
@@ -439,6 +460,9 @@ apikey_fold_usage_log(Oid nspid)
 	SPI_connect();
 	nestlevel = apikey_safesql_begin();
 	apikey_safesql_bulk_settings();
+	if (big)
+		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "apikey fold failed");
 	folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
