@@ -366,10 +366,10 @@ apikey_log_pending(Oid nspid)
  * worker's fold next to the bench's sweep ran for more than 8 minutes.  The
  * log does know (its entries column): past APIKEY_FOLD_NESTLOOP_MAX entries
  * the fold is planned without nested loops (hash joins, a sequential scan of
- * apikey_keys), which costs a big fold about what its index probes did and
- * bounds every join by the sizes of its inputs.  Concurrent folds never count a log row twice:
- * the DELETE makes the second wait, then skip it.  Returns the number of
- * log rows folded.
+ * apikey_keys), which bounds every join by the sizes of its inputs.
+ *
+ * Concurrent folds never count a log row twice: the DELETE makes the second
+ * wait, then skip it.  Returns the number of log rows folded.
  */
 int64
 apikey_fold_usage_log(Oid nspid)
