@@ -168,8 +168,15 @@ my $spanned = $minutes_after - $minutes_before + 1;
 my ($alerts, $least) = split /\|/, $node->safe_psql('app',
 	"SELECT count(*), coalesce(min((details->>'failures')::int), 0) FROM apikey_alerts "
 	  . "WHERE details->>'client_ip' = '192.0.2.55'");
-is($alerts, $spanned,
-	"one alert per minute the concurrent failures spanned ($spanned)");
+# The failures fall in one minute, or in two when the run crosses a minute
+# boundary: then each minute that got enough failures has its alert (a run
+# whose failures all land on one side of the boundary raises one).
+if ($spanned == 1) {
+	is($alerts, 1, 'one alert for the minute of the concurrent failures');
+} else {
+	ok($alerts >= 1 && $alerts <= $spanned,
+		"one alert per minute the concurrent failures fell in ($alerts; they spanned at most $spanned)");
+}
 # The alert counts the failures of its minute up to the flush: all 1,600
 # when the run stayed within one minute.
 ok($spanned > 1 || $least == 1600,
