@@ -589,11 +589,16 @@ apikey_recent_add_chunk(ApikeyRecentIndex *idx, ApikeyChunk *c)
 	idx->chunk[ci] = c;
 }
 
-/* How far back from the journal's head a way's record is (0: none). */
+/*
+ * How far back from the journal's head a way's record is; 0 when the way is
+ * empty or its record was claimed by a flush (never to be added to).
+ */
 static inline uint64
 apikey_recent_back(const ApikeyJournal *j, uint32 pos1)
 {
-	return pos1 == 0 ? 0 : (uint32) ((uint32) j->head - (pos1 - 1));
+	uint64		back = pos1 == 0 ? 0 : (uint32) ((uint32) j->head - (pos1 - 1));
+
+	return back > j->head - j->claimed ? 0 : back;
 }
 
 /*
@@ -614,7 +619,7 @@ apikey_recent_find(ApikeyRecentIndex *idx, uint32 h, const ApikeyJournal *j,
 		int			ci;
 		ApikeyRecord *r;
 
-		if (set->tag[w] != h || back == 0 || back > j->head - j->claimed)
+		if (set->tag[w] != h || back == 0)
 			continue;
 		pos = j->head - back;
 		ci = (pos / APIKEY_CHUNK_RECORDS) % APIKEY_SESSION_CHUNKS;
@@ -640,7 +645,7 @@ apikey_recent_note(ApikeyRecentIndex *idx, uint32 h, const ApikeyJournal *j)
 	{
 		uint64		back = apikey_recent_back(j, set->pos[w]);
 
-		if (back == 0 || back > j->head - j->claimed)
+		if (back == 0)
 		{
 			victim = w;			/* empty, or claimed by a flush */
 			break;
