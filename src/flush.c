@@ -34,6 +34,7 @@
 #include "commands/async.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -55,6 +56,13 @@
 
 /* Log entries past which a fold is planned without nested loops. */
 #define APIKEY_FOLD_NESTLOOP_MAX	10000
+/*
+ * The lock that lets one fold of a schema run at a time: an advisory lock
+ * tag (database, 0, schema oid, this class).  PostgreSQL's own advisory
+ * locks use classes 1 and 2, so no pg_advisory_lock() call can take it.
+ */
+#define APIKEY_LOCKTAG_CLASS_FOLD	97
+
 /* Alerts recorded per call. */
 #define APIKEY_ALERT_CHUNK		1000
 
@@ -345,6 +353,21 @@ apikey_log_pending(Oid nspid)
 /* ---- folding ------------------------------------------------------------- */
 
 /*
+ * Take the fold lock of schema nspid until the end of the transaction,
+ * waiting for it or not.  A heavyweight lock, so the deadlock detector sees
+ * it and pg_locks shows it (locktype advisory, objid the schema, objsubid
+ * APIKEY_LOCKTAG_CLASS_FOLD).
+ */
+static bool
+apikey_fold_lock(Oid nspid, bool wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, nspid, APIKEY_LOCKTAG_CLASS_FOLD);
+	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
  * Fold the usage log of schema nspid into apikey_keys (usage_count,
  * last_used_at) and the hourly apikey_usage buckets, in one statement: each
  * key's row and each (key, hour) bucket is written once however many log
@@ -368,11 +391,19 @@ apikey_log_pending(Oid nspid)
  * the fold is planned without nested loops (hash joins, a sequential scan of
  * apikey_keys), which bounds every join by the sizes of its inputs.
  *
- * Concurrent folds never count a log row twice: the DELETE makes the second
- * wait, then skip it.  Returns the number of log rows folded.
+ * One fold of a schema runs at a time (apikey_fold_lock); the statement's
+ * snapshot is taken once the lock is held, so it sees what the fold before
+ * it wrote.  Concurrent folds could not count a log row twice even without
+ * it (the DELETE makes the second wait, then skip the row), but a fold
+ * running while another fold's transaction was still open skipped every
+ * key row that one had locked and put those counts back into the log: an
+ * apikey_flush() next to another left its own counts out of the tables.
+ *
+ * With wait false (the workers) a fold that cannot have the lock at once
+ * is not run and -1 is returned; otherwise the number of log rows folded.
  */
 int64
-apikey_fold_usage_log(Oid nspid)
+apikey_fold_usage_log(Oid nspid, bool wait)
 {
 	const char *log = apikey_qualified(nspid, "apikey_usage_log");
 	const char *keys = apikey_qualified(nspid, "apikey_keys");
@@ -384,6 +415,8 @@ apikey_fold_usage_log(Oid nspid)
 	bool		big;
 
 	apikey_require_primary();
+	if (!apikey_fold_lock(nspid, wait))
+		return -1;
 	big = apikey_usage_log_entries(nspid) > APIKEY_FOLD_NESTLOOP_MAX;
 	sql = psprintf("WITH j AS ("
 				   " DELETE FROM %s RETURNING *"

@@ -11,7 +11,7 @@ extern void apikey_flush_xact_init(void);
 struct ApikeyTakeCursor;
 extern int64 apikey_log_chunk(Oid nspid, struct ApikeyTakeCursor *cursor);
 extern int64 apikey_log_pending(Oid nspid);
-extern int64 apikey_fold_usage_log(Oid nspid);
+extern int64 apikey_fold_usage_log(Oid nspid, bool wait);
 extern int64 apikey_usage_log_entries(Oid nspid);
 extern int64 apikey_record_alerts(Oid nspid, bool *more);
 

@@ -425,7 +425,8 @@ apikey_pending_usage(PG_FUNCTION_ARGS)
  * now, with whatever the workers have logged, and record pending alerts;
  * returns the keys whose counts it took from shared memory.  Everything
  * happens in the caller's transaction: a rollback leaves the counts where
- * they were.
+ * they were.  A fold already running in the schema (a worker's, or another
+ * apikey_flush()) is waited for, and this one then folds what it left.
  */
 Datum
 apikey_flush(PG_FUNCTION_ARGS)
@@ -439,7 +440,7 @@ apikey_flush(PG_FUNCTION_ARGS)
 		apikey_dump_ensure_loaded();
 		n = apikey_log_pending(nspid);
 	}
-	apikey_fold_usage_log(nspid);
+	(void) apikey_fold_usage_log(nspid, true);
 	if (apikey_area_ready())
 	{
 		bool		more = true;

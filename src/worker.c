@@ -19,7 +19,8 @@
  *		Inside a visit, every step gives way to users.  It takes the locks of
  *		every table it will touch up front and without waiting: if any is
  *		taken, the step is left for the next visit rather than queued behind
- *		(or in a cycle with) a user's DDL.  Row locks are skipped (SKIP
+ *		(or in a cycle with) a user's DDL; so is a fold while a user's
+ *		apikey_flush() holds the schema's fold lock.  Row locks are skipped (SKIP
  *		LOCKED) where the work can wait, and any other lock wait ends after
  *		lock_timeout, set below half the server's deadlock_timeout: a user
  *		transaction that closes a cycle with a visit finds the visit gone
@@ -97,6 +98,8 @@
 /* What a visit is asked to do (bgw_extra), beyond logging pending counts. */
 #define APIKEY_DO_FOLD			0x01
 #define APIKEY_DO_SWEEP			0x02
+/* In deferred[]: the fold was left because another session was folding. */
+#define APIKEY_FOLD_BUSY		0x04
 
 /* How a visit ended, reported in its slot. */
 typedef enum ApikeyVisitOutcome
@@ -303,11 +306,13 @@ apikey_backoff_ms(int base_ms, int failures)
  * After a visit asked to do a step (fold or sweep): if it was done, its
  * failures are forgotten; if it was not (it failed, or gave way to a user's
  * lock), it is retried after a back-off of its own, so that a sweep kept
- * from a locked apikey_keys never delays folding, nor the reverse.
+ * from a locked apikey_keys never delays folding, nor the reverse.  A fold
+ * left because another session was folding (busy) is no failure: that
+ * fold is doing the work, and the next visit folds what it leaves.
  */
 static void
 apikey_reschedule_step(ApikeyDatabase *db, const char *step, bool asked,
-					   bool deferred, int *failures, TimestampTz *next,
+					   bool deferred, bool busy, int *failures, TimestampTz *next,
 					   TimestampTz now)
 {
 	int64		backoff;
@@ -317,6 +322,11 @@ apikey_reschedule_step(ApikeyDatabase *db, const char *step, bool asked,
 	if (!deferred)
 	{
 		*failures = 0;
+		return;
+	}
+	if (busy)
+	{
+		*next = TimestampTzPlusMilliseconds(now, apikey_flush_interval_ms);
 		return;
 	}
 	backoff = apikey_backoff_ms(apikey_flush_interval_ms, (*failures)++);
@@ -355,9 +365,10 @@ apikey_reap_visits(ApikeyVisitSlot *slots, ApikeyDatabase *dbs, int ndbs)
 				/* logging went on as usual; only a deferred step waits */
 				apikey_reschedule_step(db, "fold", slots[s].what & APIKEY_DO_FOLD,
 									   apikey_worker_shared->deferred[s] & APIKEY_DO_FOLD,
+									   apikey_worker_shared->deferred[s] & APIKEY_FOLD_BUSY,
 									   &db->fold_failures, &db->next_fold, now);
 				apikey_reschedule_step(db, "sweep", slots[s].what & APIKEY_DO_SWEEP,
-									   apikey_worker_shared->deferred[s] & APIKEY_DO_SWEEP,
+									   apikey_worker_shared->deferred[s] & APIKEY_DO_SWEEP, false,
 									   &db->sweep_failures, &db->next_sweep, now);
 				break;
 			case APIKEY_VISIT_NOT_INSTALLED:
@@ -719,7 +730,12 @@ apikey_step_alerts(Oid nspid, void *arg)
 static int64
 apikey_step_fold(Oid nspid, void *arg)
 {
-	return apikey_fold_usage_log(nspid);
+	int64		folded = apikey_fold_usage_log(nspid, false);
+
+	if (folded < 0)
+		ereport(LOG,
+				(errmsg("apikey: folding the usage log: left for a later visit, another session is folding it")));
+	return folded;
 }
 
 static int64
@@ -875,11 +891,16 @@ apikey_visit_main(Datum main_arg)
 	}
 	if (args.what & APIKEY_DO_FOLD)
 	{
-		if (apikey_visit_step("apikey: folding the usage log", apikey_fold_locks,
-							  apikey_step_fold, nspid, NULL, NULL) == APIKEY_STEP_DONE)
+		int64		folded = -1;
+		ApikeyStepResult r;
+
+		r = apikey_visit_step("apikey: folding the usage log", apikey_fold_locks,
+							  apikey_step_fold, nspid, NULL, &folded);
+		if (r == APIKEY_STEP_DONE && folded >= 0)
 			apikey_launcher_step_done(MyDatabaseId, APIKEY_STEP_FOLD, GetCurrentTimestamp());
 		else
-			apikey_worker_shared->deferred[args.slot] |= APIKEY_DO_FOLD;
+			apikey_worker_shared->deferred[args.slot] |= APIKEY_DO_FOLD |
+				(r == APIKEY_STEP_DONE ? APIKEY_FOLD_BUSY : 0);
 	}
 
 	if (args.what & APIKEY_DO_SWEEP)

@@ -139,6 +139,42 @@ for my $round (@rounds)
 	$node->safe_psql('postgres', 'DROP SCHEMA IF EXISTS s CASCADE; DROP TABLE public.tok');
 }
 
+# A user's apikey_flush() holds the schema's fold lock until it commits: a
+# visit's fold meanwhile is left for a later visit, at once, rather than
+# waiting for the user's transaction (on the log rows it deleted) until its
+# lock_timeout fails the step.  Once the user commits, the workers fold what
+# came after, with no apikey_flush().
+{
+	my $name = "a user's apikey_flush() open";
+	ok(install(), "$name: installed, and the workers fold its counts");
+	my $verify = q{SELECT count(*) FILTER (WHERE (s.apikey_verify(t.token)).valid)
+	                 FROM public.tok t, generate_series(1, %d) g};
+	$node->safe_psql('postgres', sprintf($verify, 5));
+	my $user = $node->background_psql('postgres', on_error_stop => 0);
+	$user->set_query_timer_restart;
+	my $from = -s $node->logfile;
+	$user->query_safe('BEGIN; SELECT s.apikey_flush();');
+	is($node->safe_psql('postgres', q{SELECT k.usage_count FROM s.apikey_keys k JOIN public.tok USING (key_id)}),
+		'10', "$name: its fold is not visible before it commits");
+	$node->safe_psql('postgres', sprintf($verify, 7));
+
+	my $end = time + 30;
+	my $log = '';
+	until ($log =~ /folding the usage log: left for a later visit, another session is folding/ || time > $end)
+	{
+		usleep(20_000);
+		$log = slurp_file($node->logfile, $from);
+	}
+	like($log, qr/folding the usage log: left for a later visit, another session is folding/,
+		"$name: a visit's fold left its step for later");
+	unlike($log, qr/apikey worker\s+ERROR:/, "$name: ... without waiting for a lock and failing");
+	$user->query_safe('COMMIT');
+	$user->quit;
+	ok(poll_until(q{SELECT k.usage_count FROM s.apikey_keys k JOIN public.tok USING (key_id)}, '22', 60),
+		"$name: after the commit the workers fold the rest (10 + 5 + 7 verifications)");
+	$node->safe_psql('postgres', 'DROP SCHEMA s CASCADE; DROP TABLE public.tok');
+}
+
 my $log = slurp_file($node->logfile);
 my $gave_way = () = $log =~ /apikey worker\s+ERROR:\s+(deadlock detected|canceling statement due to lock timeout|could not obtain lock)/g;
 note "the visits logged $gave_way deadlocks or lock timeouts (how a visit gives way is its own business)";
