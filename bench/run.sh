@@ -13,7 +13,7 @@
 # row the bench writes whatever the previous one left pending (apikey_flush)
 # and waits for autovacuum to finish: every row starts from a quiet server,
 # and the "drain" column says how long the left-over work took.
-# Rows 0-4 run twice, in order and reversed, after a warm-up, and print the
+# Rows 0-4 and 0b run twice, in order and reversed, after a warm-up, and print the
 # mean and the spread of the two passes.
 # BENCH_CURVE (default "10000 100000") adds the floor and verify rows at
 # those key counts, to show how cost grows with the table.
@@ -59,6 +59,9 @@ give_to_pg "$WORK"
 say "building and installing apikey"
 copy_tree "$REPO" "$WORK/tree"
 build_and_install "$WORK/tree" "$WORK" 600
+mkdir -p "$WORK/noop-build"
+give_to_pg "$WORK"
+build_and_install "$WORK/tree/bench/noop" "$WORK/noop-build" 120   # row 0b's function
 
 say "starting a scratch server"
 PORT=$(free_port)
@@ -167,6 +170,8 @@ dsm_held() {
 say "issuing $KEYS keys over 1000 orgs"
 ISSUE_SECS=$(setup_db bench "$KEYS")
 say "issued in ${ISSUE_SECS}s"
+"${PSQL[@]}" -d bench -c "CREATE FUNCTION apikey_bench_noop(text, text[], inet) RETURNS apikey_verification
+                          LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'apikey_bench_noop'"
 # 1,000 keys used: memory follows use
 "${PSQL[@]}" -d bench -c "SELECT count(*) FROM bench_tokens t, apikey_verify(t.token) v
                           WHERE t.id <= 1000 AND v.valid" >/dev/null
@@ -204,8 +209,9 @@ run_pgbench warm0 bench fetch.sql "$KEYS" 10 >/dev/null
 run_pgbench warm1 bench floor.sql "$KEYS" 10 >/dev/null
 quiesce bench >/dev/null
 declare -A SCRIPT=([fetch]=fetch.sql [floor]=floor.sql [verify]=verify.sql [verify_fg]=verify.sql
-                   [hot]=verify_hot.sql [malformed]=malformed.sql)
-ORDER=(fetch floor verify verify_fg hot malformed)
+                   [hot]=verify_hot.sql [malformed]=malformed.sql [noop]=noop.sql)
+# 0b and 4 next to 0 (malformed against its ceilings), 1 next to 2
+ORDER=(fetch noop malformed floor verify verify_fg hot)
 for k in "${ORDER[@]}"; do say "running $k (pass 1)"; pass "$k" 1 "${SCRIPT[$k]}"; done
 for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do
     k=${ORDER[$i]}; say "running $k (pass 2)"; pass "$k" 2 "${SCRIPT[$k]}"
@@ -305,9 +311,10 @@ echo "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}'), $(nproc)
 echo
 printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s | %6s |\n' "row" "tps" "avg ms" "p99 ms" "ratio" "us over 0" "drain s" "spread"
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-----------" "----------" "----------" "--------------" "-----------" "---------" "--------"
-for k in fetch floor verify verify_fg hot malformed hand; do
+for k in fetch noop floor verify verify_fg hot malformed hand; do
     case $k in
         fetch) name="0. ceiling: fetch the token, nothing else" ;;
+        noop) name="0b. a C function in FROM that does nothing" ;;
         floor) name="1. floor: SHA-256 + unique index probe (SQL)" ;;
         verify) name="2. apikey_verify, random keys" ;;
         verify_fg) name="2f. the same, workers paused (foreground)" ;;
@@ -326,6 +333,7 @@ printf '| %-46s | %9s | %8s | %8s | %12s | %9s | %7s | %6s |\n' "6c. one plain I
 echo
 echo "row 2 / row 5 (apikey_verify vs hand-written): $(ratio "$(f verify 1)" "$(f hand 1)") x"
 echo "cost over the fetch, row 4 / row 1 (a malformed token vs the probe): $(ratio "$(over "$(f malformed 1)")" "$(over "$FLOOR")")"
+echo "row 4 / row 0 (malformed vs the ceiling): $(ratio "$(f malformed 1)" "$(f fetch 1)"); row 4 / row 0b (vs a function that does nothing): $(ratio "$(f malformed 1)" "$(f noop 1)"); row 0b / row 0: $(ratio "$(f noop 1)" "$(f fetch 1)")"
 echo "WAL flush per commit during row 6: $(cat "$WORK/walsync.txt") ms (pg_stat_wal, track_wal_io_timing)"
 echo "bulk issue of $KEYS keys (apikey_new_token + INSERT, audited): ${ISSUE_SECS}s"
 echo "sweep of $SWEEP_KEYS expired keys by the worker (batches of 1000, a commit each): ${SWEEP_SECS}s"
