@@ -154,8 +154,11 @@ for my $round (@rounds)
 	$user->set_query_timer_restart;
 	my $from = -s $node->logfile;
 	$user->query_safe('BEGIN; SELECT s.apikey_flush();');
-	is($node->safe_psql('postgres', q{SELECT k.usage_count FROM s.apikey_keys k JOIN public.tok USING (key_id)}),
-		'10', "$name: its fold is not visible before it commits");
+	my $pid = $user->query_safe('SELECT pg_backend_pid()');
+	is($node->safe_psql('postgres', qq{SELECT count(*) FROM pg_locks
+	                                    WHERE pid = $pid AND locktype = 'advisory' AND granted
+	                                      AND objid = 's'::regnamespace::oid AND objsubid = 97}),
+		'1', "$name: its transaction holds the schema's fold lock");
 	$node->safe_psql('postgres', sprintf($verify, 7));
 
 	my $end = time + 30;
