@@ -377,8 +377,8 @@ apikey_fold_lock(Oid nspid, bool wait)
  *
  * At a million keys used between folds the fold is the workers' largest
  * cost, and on a small machine every second of it is taken from the
- * verifying sessions, whatever its priority (bench/fold.sh, and the manual's
- * Performance section), so it does nothing it does not need: key rows are
+ * verifying sessions, whatever its priority (bench/fold_beside.sh, and the
+ * manual's Performance section), so it does nothing it does not need: key rows are
  * locked in no particular order (SKIP LOCKED never waits, so no order can
  * deadlock, and folds take turns under the fold lock); the locking pass
  * carries each key's sums to the UPDATE, which so joins once instead of
@@ -389,6 +389,7 @@ apikey_fold_lock(Oid nspid, bool wait)
  * when a key was skipped (a one-time test of two counts), not by joins
  * that find nothing in almost every fold.  Together these took a fold of
  * 660,000 keys from 22-24 s to 16 s.
+ *
  * The rows are found by a join, never by "key_id = ANY (array of the
  * keys)": a row updated and committed by another transaction since this
  * statement's snapshot (another fold, typically) is rechecked against the
