@@ -53,7 +53,10 @@ for m in "${MODES[@]}"; do
         "${PSQL[@]}" -c "SELECT pg_backend_pid()" -c "SELECT pg_sleep(1)" -c "SELECT apikey_flush()" \
             >"$TMP/fold" &
         fl=$!
-        until [[ -s $TMP/fold ]]; do sleep 0.1; done
+        until [[ -s $TMP/fold ]]; do   # (a session that fails prints nothing: stop)
+            kill -0 "$fl" 2>/dev/null || { wait "$fl"; exit 1; }
+            sleep 0.1
+        done
         pid=$(head -1 "$TMP/fold")
         case $m in
             nice10) renice -n 10 -p "$pid" >/dev/null ;;
