@@ -95,6 +95,11 @@ apt_step() { # DESCRIPTION ARGS...
 }
 
 echo "install-deps: installing ${missing[*]}"
+# An install that was killed midway leaves dpkg "interrupted", and every
+# later apt-get refuses to run until it is finished; finishing it is a no-op
+# otherwise.
+"${SUDO[@]}" dpkg --configure -a </dev/null >"$logf" 2>&1 ||
+    { echo "install-deps: ERROR: dpkg --configure -a failed:" >&2; tail -n 40 "$logf" >&2; exit 1; }
 apt_step "apt-get update" update
 apt_step "apt-get install" install --no-install-recommends "${missing[@]}"
 

@@ -56,7 +56,9 @@ apt_install_missing() {
         return 1
     fi
     note "installing ${missing[*]}"
-    if ! { timeout 300 "${apt[@]}" update && timeout 600 "${apt[@]}" install --no-install-recommends "${missing[@]}"; } \
+    # dpkg --configure -a: finish an install killed midway (else apt-get
+    # refuses with "dpkg was interrupted"); a no-op otherwise.
+    if ! { timeout 300 dpkg --configure -a && timeout 300 "${apt[@]}" update && timeout 600 "${apt[@]}" install --no-install-recommends "${missing[@]}"; } \
         >"$logf" 2>&1 </dev/null; then
         return 1
     fi
