@@ -237,6 +237,28 @@ SELECT count(*) AS usage_rows_for_unknown_key FROM apikey_usage WHERE key_id = '
 SELECT count(*) AS log_rows_left FROM apikey_usage_log;
 SELECT requests - :activity_before AS activity_added_after_fold FROM apikey_activity WHERE key_id = :'k2';
 
+-- ---------------------------------------------------------------------------
+-- The session's index of its unflushed records (pending.c), which finds a
+-- key's record to add to, follows the keys the session counts: small for a
+-- few keys, bigger once it counts thousands between two flushes.  A grown
+-- index starts empty, so some keys get a second record: counts stay exact.
+-- ---------------------------------------------------------------------------
+SELECT apikey_flush() >= 0 AS flushed;
+SELECT total_bytes BETWEEN 48 * 1024 AND 64 * 1024 AS index_small_for_few_keys
+  FROM pg_backend_memory_contexts WHERE name = 'apikey session index';
+CREATE TEMP TABLE v2u_many AS
+    SELECT c.key_id, c.token FROM generate_series(1, 3000) g,
+           apikey_create('acme', 'many ' || g, rate_limit => 1000) c;
+SELECT count(*) FILTER (WHERE (v).valid) AS valid_of_6000
+  FROM (SELECT apikey_verify(m.token) AS v FROM generate_series(1, 2), v2u_many m) s;
+SELECT total_bytes > 64 * 1024 AS index_grew, total_bytes < 528 * 1024 AS index_not_at_most
+  FROM pg_backend_memory_contexts WHERE name = 'apikey session index';
+SELECT sum(p.requests) AS pending_requests, count(*) FILTER (WHERE p.requests = 2) AS keys_with_2
+  FROM v2u_many m, v2u_pending(m.key_id) p;
+SELECT apikey_flush() > 0 AS flushed;
+SELECT sum(k.usage_count) AS usage_count_sum, count(*) FILTER (WHERE k.usage_count = 2) AS keys_counted_2
+  FROM apikey_keys k JOIN v2u_many m USING (key_id);
+
 DROP FUNCTION v2u_pending(text);
 DROP FUNCTION v2u_written(text);
 DROP EXTENSION apikey CASCADE;

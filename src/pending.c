@@ -182,11 +182,25 @@ static ApikeyWriter apikey_restorer = {-1, NULL, InvalidDsaPointer};
  * positions, so that a way of a freed chunk is never followed.  A way can
  * be stale or another key's: the record's own key and hour decide, and
  * records a flush has claimed are never added to (checked under the
- * spinlock).  With 20,000 keys in use, 1.2 keys per set on average, a key
- * loses its way to four others between two uses about once in thirty.
+ * spinlock).
+ *
+ * The sets grow with the keys the session counts between two flushes: 1,024
+ * at first (48 kB in all, what a session with up to 2,048 keys keeps), four
+ * times as many each time its unflushed records outnumber twice the sets
+ * (past two keys a set, a key loses its way to four others too often), up
+ * to 16,384 (528 kB; before, every session that counted took that much).
+ * The index lives in a memory context of its own, "apikey session index",
+ * so pg_backend_memory_contexts shows its size.  A grown index starts
+ * empty, so the keys counted just before get a second record each; records
+ * of one key and hour are summed when logged.  With 20,000 keys in use, 1.2
+ * keys per set on average, a key loses its way to four others between two
+ * uses about once in thirty.
  */
-#define APIKEY_RECENT_SETS			16384
+#define APIKEY_RECENT_SETS_MIN		1024
+#define APIKEY_RECENT_SETS_MAX		16384
 #define APIKEY_RECENT_WAYS			4
+/* unflushed records per set past which the sets grow */
+#define APIKEY_RECENT_FILL			2
 #define APIKEY_SESSION_CHUNKS		1024
 
 typedef struct ApikeyRecentSet
@@ -197,13 +211,19 @@ typedef struct ApikeyRecentSet
 
 typedef struct ApikeyRecentIndex
 {
-	ApikeyRecentSet set[APIKEY_RECENT_SETS];
+	uint32		nsets;
+	bool		full;			/* unflushed records past the fill: grow */
 	uint64		chunk_first[APIKEY_SESSION_CHUNKS];	/* + 1; 0: none */
 	ApikeyChunk *chunk[APIKEY_SESSION_CHUNKS];
+	ApikeyRecentSet set[FLEXIBLE_ARRAY_MEMBER];
 } ApikeyRecentIndex;
+
+#define APIKEY_RECENT_BYTES(nsets) \
+	(offsetof(ApikeyRecentIndex, set) + (Size) (nsets) * sizeof(ApikeyRecentSet))
 
 /* The session's index (NULL until it counts, or if it could not be had). */
 static ApikeyRecentIndex *apikey_recent = NULL;
+static MemoryContext apikey_recent_cxt = NULL;
 
 /* Journals: twice the server's processes (sessions, and journals left). */
 static int
@@ -610,7 +630,7 @@ static ApikeyRecord *
 apikey_recent_find(ApikeyRecentIndex *idx, uint32 h, const ApikeyJournal *j,
 				   const char *key_id, TimestampTz bucket)
 {
-	ApikeyRecentSet *set = &idx->set[h % APIKEY_RECENT_SETS];
+	ApikeyRecentSet *set = &idx->set[h % idx->nsets];
 
 	for (int w = 0; w < APIKEY_RECENT_WAYS; w++)
 	{
@@ -637,7 +657,7 @@ apikey_recent_find(ApikeyRecentIndex *idx, uint32 h, const ApikeyJournal *j,
 static void
 apikey_recent_note(ApikeyRecentIndex *idx, uint32 h, const ApikeyJournal *j)
 {
-	ApikeyRecentSet *set = &idx->set[h % APIKEY_RECENT_SETS];
+	ApikeyRecentSet *set = &idx->set[h % idx->nsets];
 	int			victim = 0;
 	uint64		oldest = 0;
 
@@ -658,6 +678,10 @@ apikey_recent_note(ApikeyRecentIndex *idx, uint32 h, const ApikeyJournal *j)
 	}
 	set->tag[victim] = h;
 	set->pos[victim] = (uint32) (j->head + 1);
+	/* a flag only: the index grows outside the spinlock */
+	if (idx->nsets < APIKEY_RECENT_SETS_MAX &&
+		j->head + 1 - j->claimed > (uint64) idx->nsets * APIKEY_RECENT_FILL)
+		idx->full = true;
 }
 
 /*
@@ -681,7 +705,10 @@ apikey_journal_record(ApikeyWriter *w, Oid dbid, const char *key_id,
 			return NULL;
 		if (idx != NULL)
 		{
-			memset(idx, 0, sizeof(*idx));
+			uint32		nsets = idx->nsets;
+
+			memset(idx, 0, APIKEY_RECENT_BYTES(nsets));
+			idx->nsets = nsets;
 			if (w->chunk != NULL)	/* a journal taken over: its last chunk */
 				apikey_recent_add_chunk(idx, w->chunk);
 		}
@@ -720,16 +747,47 @@ apikey_journal_record(ApikeyWriter *w, Oid dbid, const char *key_id,
 	}
 }
 
+/*
+ * Give the session an index with more sets (the first, or four times the
+ * last): empty, with the chunks the last one knew.  Never an ERROR: a
+ * session that cannot have an index appends every count, one that cannot
+ * have a bigger one keeps its own.
+ */
+static void
+apikey_recent_grow(void)
+{
+	ApikeyRecentIndex *old = apikey_recent;
+	uint32		nsets = old == NULL ? APIKEY_RECENT_SETS_MIN :
+		Min(old->nsets * 4, APIKEY_RECENT_SETS_MAX);
+	ApikeyRecentIndex *idx;
+
+	if (old != NULL)
+		old->full = false;		/* if it cannot grow now, at the next filling */
+	if (apikey_recent_cxt == NULL)
+		apikey_recent_cxt = AllocSetContextCreate(TopMemoryContext, "apikey session index",
+												  ALLOCSET_SMALL_SIZES);
+	idx = MemoryContextAllocExtended(apikey_recent_cxt, APIKEY_RECENT_BYTES(nsets),
+									 MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+	if (idx == NULL)
+		return;
+	idx->nsets = nsets;
+	if (old != NULL)
+	{
+		memcpy(idx->chunk_first, old->chunk_first, sizeof(idx->chunk_first));
+		memcpy(idx->chunk, old->chunk, sizeof(idx->chunk));
+		pfree(old);
+	}
+	apikey_recent = idx;
+}
+
 /* The session's record for key_id in the hour of now, spinlock held. */
 static ApikeyRecord *
 apikey_session_record(Oid dbid, const char *key_id, TimestampTz now, ApikeyJournal **jp)
 {
 	uint32		h = hash_bytes((const unsigned char *) key_id, strlen(key_id));
 
-	/* a session that cannot have its index appends every count */
-	if (apikey_recent == NULL)
-		apikey_recent = MemoryContextAllocExtended(TopMemoryContext, sizeof(ApikeyRecentIndex),
-												   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+	if (apikey_recent == NULL || apikey_recent->full)
+		apikey_recent_grow();
 	return apikey_journal_record(&apikey_session, dbid, key_id, apikey_hour_of(now),
 								 apikey_recent, h, jp);
 }
