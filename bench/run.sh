@@ -265,7 +265,7 @@ flood_row() { # FLOODSCRIPT
 declare -A FLOOD=([one]="" [random]="")
 quiesce "$FLOOD_DB" >/dev/null
 for kind in one random random one random one one random; do
-    say "running flood from $kind address(es)"
+    say "running flood row ($kind address)"
     FLOOD[$kind]+="$(flood_row "flood_$kind.sql") "
     quiesce "$FLOOD_DB" >/dev/null
 done
