@@ -41,6 +41,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "apikey.h"
@@ -409,7 +410,12 @@ apikey_fold_lock(Oid nspid, bool wait)
  *
  * One fold of a schema runs at a time (apikey_fold_lock); the statement's
  * snapshot is taken once the lock is held, so it sees what the fold before
- * it wrote.  Concurrent folds could not count a log row twice even without
+ * it wrote.  That holds in REPEATABLE READ and SERIALIZABLE transactions
+ * too (an apikey_flush() called in one): there the statement runs with the
+ * latest snapshot, as foreign-key checks do, instead of the transaction's,
+ * which may predate the fold before it; with that one, the key rows and
+ * buckets it had updated failed the fold with a serialization error.
+ * Concurrent folds could not count a log row twice even without
  * it (the DELETE makes the second wait, then skip the row), but a fold
  * running while another fold's transaction was still open skipped every
  * key row that one had locked and put those counts back into the log: an
@@ -429,6 +435,7 @@ apikey_fold_usage_log(Oid nspid, bool wait)
 	int			nestlevel;
 	bool		isnull;
 	bool		big;
+	int			rc;
 
 	apikey_require_primary();
 	if (!apikey_fold_lock(nspid, wait))
@@ -514,7 +521,18 @@ apikey_fold_usage_log(Oid nspid, bool wait)
 	if (big)
 		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+	if (IsolationUsesXactSnapshot())
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
+
+		if (plan == NULL)
+			elog(ERROR, "apikey fold: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		rc = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								  false, true, 0);
+	}
+	else
+		rc = SPI_execute(sql, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "apikey fold failed");
 	folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	apikey_safesql_end(nestlevel);
