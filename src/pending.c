@@ -185,10 +185,10 @@ static ApikeyWriter apikey_restorer = {-1, NULL, InvalidDsaPointer};
  * spinlock).
  *
  * The sets grow with the keys the session counts between two flushes: 1,024
- * at first (48 kB in all, what a session with up to 2,048 keys keeps), four
- * times as many each time its unflushed records outnumber twice the sets
- * (past two keys a set, a key loses its way to four others too often), up
- * to 16,384 (528 kB; before, every session that counted took that much).
+ * at first (48 kB in all, what a session with up to 1,024 keys keeps), four
+ * times as many each time its unflushed records outnumber the sets (past a
+ * key a set, a key loses its way to four others too often), up to 16,384
+ * (528 kB; before, every session that counted took that much).
  * The index lives in a memory context of its own, "apikey session index",
  * so pg_backend_memory_contexts shows its size.  A grown index starts
  * empty, so the keys counted just before get a second record each; records
@@ -200,7 +200,7 @@ static ApikeyWriter apikey_restorer = {-1, NULL, InvalidDsaPointer};
 #define APIKEY_RECENT_SETS_MAX		16384
 #define APIKEY_RECENT_WAYS			4
 /* unflushed records per set past which the sets grow */
-#define APIKEY_RECENT_FILL			2
+#define APIKEY_RECENT_FILL			1
 #define APIKEY_SESSION_CHUNKS		1024
 
 typedef struct ApikeyRecentSet

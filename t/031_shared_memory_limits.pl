@@ -182,7 +182,10 @@ is($node->safe_psql('postgres', q{
 # A session adds to its own unflushed record of a key instead of appending
 # another, wherever in its journal that record is: 500 keys verified three
 # times round-robin (1,500 verifications, records over three chunks) leave
-# 500 records, not 1,500, and every verification is counted.
+# about 500 records, not 1,500, and every verification is counted.  (Not
+# exactly 500: the session's index has 1,024 sets of four ways for this few
+# keys, and when five of the 500 share a set, which happens in about one
+# run in seven, those five take turns and get a record each per round.)
 $node->safe_psql('postgres', 'SELECT apikey_flush()') for 1 .. 2;
 my $records_sql = q{
 	SELECT value FROM apikey_metrics
@@ -195,8 +198,9 @@ is($node->safe_psql('postgres', q{
 	         ORDER BY r, m.key_id OFFSET 0) x,
 	       LATERAL apikey_verify(x.token) v}),
 	'1500', '500 keys verified three times round-robin, all VALID');
-is($node->safe_psql('postgres', $records_sql) - $records_before, 500,
-	'... leave one pending record per key: the session added to its earlier records');
+my $records_added = $node->safe_psql('postgres', $records_sql) - $records_before;
+ok($records_added >= 500 && $records_added <= 550,
+	"... leave about one pending record per key: the session added to its earlier records ($records_added)");
 is($node->safe_psql('postgres', q{
 	SELECT coalesce(sum(s.requests), 0) FROM apikey_stats s WHERE s.key_id IN (SELECT key_id FROM many)}),
 	'1500', '... and all 1,500 verifications are counted per key');
