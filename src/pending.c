@@ -199,8 +199,6 @@ static ApikeyWriter apikey_restorer = {-1, NULL, InvalidDsaPointer};
 #define APIKEY_RECENT_SETS_MIN		1024
 #define APIKEY_RECENT_SETS_MAX		16384
 #define APIKEY_RECENT_WAYS			4
-/* unflushed records per set past which the sets grow */
-#define APIKEY_RECENT_FILL			1
 #define APIKEY_SESSION_CHUNKS		1024
 
 typedef struct ApikeyRecentSet
@@ -212,7 +210,7 @@ typedef struct ApikeyRecentSet
 typedef struct ApikeyRecentIndex
 {
 	uint32		nsets;
-	bool		full;			/* unflushed records past the fill: grow */
+	bool		full;			/* more unflushed records than sets: grow */
 	uint64		chunk_first[APIKEY_SESSION_CHUNKS];	/* + 1; 0: none */
 	ApikeyChunk *chunk[APIKEY_SESSION_CHUNKS];
 	ApikeyRecentSet set[FLEXIBLE_ARRAY_MEMBER];
@@ -679,8 +677,7 @@ apikey_recent_note(ApikeyRecentIndex *idx, uint32 h, const ApikeyJournal *j)
 	set->tag[victim] = h;
 	set->pos[victim] = (uint32) (j->head + 1);
 	/* a flag only: the index grows outside the spinlock */
-	if (idx->nsets < APIKEY_RECENT_SETS_MAX &&
-		j->head + 1 - j->claimed > (uint64) idx->nsets * APIKEY_RECENT_FILL)
+	if (idx->nsets < APIKEY_RECENT_SETS_MAX && j->head + 1 - j->claimed > idx->nsets)
 		idx->full = true;
 }
 
