@@ -408,12 +408,12 @@ apikey_fold_lock(Oid nspid, bool wait)
  * the fold is planned without nested loops (hash joins, a sequential scan of
  * apikey_keys), which bounds every join by the sizes of its inputs.
  *
- * One fold of a schema runs at a time (apikey_fold_lock); the statement's
- * snapshot is taken once the lock is held, so it sees what the fold before
- * it wrote.  That holds in REPEATABLE READ and SERIALIZABLE transactions
- * too (an apikey_flush() called in one): there the statement runs with the
- * latest snapshot, as foreign-key checks do, instead of the transaction's,
- * which may predate the fold before it; with that one, the key rows and
+ * One fold of a schema runs at a time (apikey_fold_lock); the statement runs
+ * with the latest snapshot, taken once the lock is held, so it sees what the
+ * fold before it wrote.  In READ COMMITTED that is what any statement gets;
+ * it is said explicitly (as foreign-key checks do) for an apikey_flush()
+ * called in a REPEATABLE READ or SERIALIZABLE transaction, whose own
+ * snapshot may predate the fold before it: with that one, the key rows and
  * buckets it had updated failed the fold with a serialization error.
  * Concurrent folds could not count a log row twice even without
  * it (the DELETE makes the second wait, then skip the row), but a fold
@@ -436,6 +436,7 @@ apikey_fold_usage_log(Oid nspid, bool wait)
 	bool		isnull;
 	bool		big;
 	int			rc;
+	SPIPlanPtr	plan;
 
 	apikey_require_primary();
 	if (!apikey_fold_lock(nspid, wait))
@@ -521,17 +522,11 @@ apikey_fold_usage_log(Oid nspid, bool wait)
 	if (big)
 		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-	if (IsolationUsesXactSnapshot())
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
-
-		if (plan == NULL)
-			elog(ERROR, "apikey fold: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		rc = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
-								  false, true, 0);
-	}
-	else
-		rc = SPI_execute(sql, false, 0);
+	plan = SPI_prepare(sql, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "apikey fold: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	rc = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							  false, true, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "apikey fold failed");
 	folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
