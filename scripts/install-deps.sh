@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages needed to build, test and demo apikey.
 #
-#   install-deps.sh [GROUP...]
+#   install-deps.sh [GROUP...] [-- PACKAGE...]
 #
-# GROUP (default: base):
+# PACKAGEs are further Debian packages by name (the shell test scripts'
+# own, through scripts/tap.sh).  GROUP (default: base, unless only
+# PACKAGEs are named):
 #   base      build the extension and test it on Debian's PostgreSQL 15
 #   build-pg  build PostgreSQL from source (scripts/pg-build.sh)
 #   valgrind  the valgrind flavor of pg-build.sh (memcheck.h)
@@ -40,8 +42,14 @@ BUILD_PG=(
 
 PACKAGES=()
 (($# > 0)) || set -- base
-for group in "$@"; do
+while (($# > 0)); do
+    group=$1
+    shift
     case $group in
+    --)
+        PACKAGES+=("$@")
+        break
+        ;;
     base) PACKAGES+=("${BASE[@]}") ;;
     build-pg) PACKAGES+=("${BUILD_PG[@]}") ;;
     valgrind) PACKAGES+=(valgrind) ;;

@@ -40,26 +40,11 @@ tap_end() {
 }
 
 # apt_install_missing LOG PKG...: install those of the Debian packages that
-# are not installed (apt-get update first), output to LOG.  Returns non-zero
-# if that failed (LOG says why); needs root when something is missing.
+# are not installed, by scripts/install-deps.sh (apt-get update first),
+# output to LOG.  Returns non-zero if that failed (LOG says why); needs root
+# when something is missing.
 apt_install_missing() {
-    local logf=$1 pkg
+    local logf=$1
     shift
-    local -a missing=() apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -y
-        -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3)
-    for pkg in "$@"; do
-        [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")
-    done
-    ((${#missing[@]} > 0)) || return 0
-    if ((EUID != 0)); then
-        echo "not root: run as root (apt-get), or install ${missing[*]} first" >"$logf"
-        return 1
-    fi
-    note "installing ${missing[*]}"
-    # dpkg --configure -a: finish an install killed midway (else apt-get
-    # refuses with "dpkg was interrupted"); a no-op otherwise.
-    if ! { timeout 300 dpkg --configure -a && timeout 300 "${apt[@]}" update && timeout 600 "${apt[@]}" install --no-install-recommends "${missing[@]}"; } \
-        >"$logf" 2>&1 </dev/null; then
-        return 1
-    fi
+    timeout 900 bash "$(dirname "${BASH_SOURCE[0]}")/install-deps.sh" -- "$@" >"$logf" 2>&1 </dev/null
 }
