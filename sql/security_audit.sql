@@ -80,6 +80,42 @@ RESET ROLE;
 SELECT * FROM regress_sec_events('by the admin, renamed');
 
 -- ---------------------------------------------------------------------------
+-- An UPDATE that rotates, revokes or expires a key and changes other columns
+-- too is recorded as both: the event, and an "updated" event with the other
+-- columns.  (Before, only the rotation was recorded: a key administrator
+-- could swap in a token hash of their choosing, lift the rate limit and
+-- drop the allowlist, and the trail showed a rotation.)
+-- ---------------------------------------------------------------------------
+SET ROLE regress_sec_admin;
+SELECT count(*) FROM apikey_create('acme', 'swapped', '{documents:read}', rate_limit => 10,
+                                   allowed_ips => '{10.0.0.0/8}');
+SELECT count(*) FROM apikey_create('acme', 'revoked and widened', '{documents:read}');
+SELECT count(*) FROM apikey_create('acme', 'expired and widened', '{documents:read}');
+UPDATE apikey_keys
+   SET replaced_by = 'key_nonexistent', hash = apikey_token_hash('backdoor-token'),
+       rate_limit = NULL, allowed_ips = NULL, scopes = '{}'
+ WHERE name = 'swapped';
+UPDATE apikey_keys
+   SET is_active = false, revoked_at = now(), revoked_reason = 'gone', scopes = '{}'
+ WHERE name = 'revoked and widened';
+UPDATE apikey_keys
+   SET is_active = false, expires_at = '2026-01-01 00:00+00', metadata = '{"tier": "gold"}'
+ WHERE name = 'expired and widened';
+RESET ROLE;
+SELECT e.event, e.details
+  FROM apikey_events e JOIN apikey_keys k USING (key_id)
+ WHERE k.name IN ('swapped', 'revoked and widened', 'expired and widened')
+   AND e.event <> 'created'
+ ORDER BY e.event_id;
+-- a rotation, revocation or expiry that changes nothing else is one event
+SELECT count(*) FROM apikey_create('acme', 'plain');
+UPDATE apikey_keys SET replaced_by = 'key_successor' WHERE name = 'plain';
+UPDATE apikey_keys SET is_active = false, revoked_at = now(), revoked_reason = 'r'
+ WHERE name = 'plain';
+UPDATE apikey_keys SET usage_count = usage_count + 1 WHERE name = 'plain';
+SELECT * FROM regress_sec_events('plain');
+
+-- ---------------------------------------------------------------------------
 -- Clean up
 -- ---------------------------------------------------------------------------
 DROP FUNCTION regress_sec_events(text);

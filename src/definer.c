@@ -19,6 +19,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
@@ -75,15 +76,28 @@ static const char *const apikey_audit_details_rotated =
 "SELECT pg_catalog.jsonb_build_object('replaced_by', ($2).replaced_by, 'expires_at', ($2).expires_at)";
 static const char *const apikey_audit_details_expired =
 "SELECT pg_catalog.jsonb_build_object('expires_at', ($2).expires_at)";
-/* the changed columns, old and new (the hash only as "changed"); counters are not audited */
+/*
+ * The changed columns, old and new (the hash only as "changed"), but for
+ * those in $3: the counters, which are not audited, and the columns that an
+ * event of another kind, recorded for the same change, already describes.
+ */
 static const char *const apikey_audit_details_updated =
 "SELECT pg_catalog.jsonb_object_agg(n.key,"
 "   CASE WHEN n.key OPERATOR(pg_catalog.=) 'hash' THEN '\"changed\"'::pg_catalog.jsonb"
 "        ELSE pg_catalog.jsonb_build_object('old', pg_catalog.to_jsonb($1) OPERATOR(pg_catalog.->) n.key,"
 "                                           'new', n.value) END)"
 "  FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb($2)) n"
-" WHERE n.key OPERATOR(pg_catalog.<>) ALL ('{usage_count,last_used_at}'::pg_catalog.text[])"
+" WHERE n.key OPERATOR(pg_catalog.<>) ALL ($3)"
 "   AND n.value IS DISTINCT FROM (pg_catalog.to_jsonb($1) OPERATOR(pg_catalog.->) n.key)";
+
+/* What apikey_audit_details_updated leaves out after each kind of event. */
+#define APIKEY_AUDIT_COUNTERS	"usage_count", "last_used_at"
+static const char *const apikey_audit_skip_updated[] = {APIKEY_AUDIT_COUNTERS, NULL};
+static const char *const apikey_audit_skip_revoked[] =
+{APIKEY_AUDIT_COUNTERS, "is_active", "revoked_at", "revoked_reason", NULL};
+static const char *const apikey_audit_skip_rotated[] =
+{APIKEY_AUDIT_COUNTERS, "replaced_by", "expires_at", NULL};
+static const char *const apikey_audit_skip_expired[] = {APIKEY_AUDIT_COUNTERS, "is_active", "expires_at", NULL};
 
 /*
  * apikey_audit() trigger, AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW and
@@ -121,29 +135,91 @@ apikey_check_key_id_bytes(Relation rel, HeapTuple tup)
 						 APIKEY_KEY_ID_MAXLEN)));
 }
 
+/* The text[] of the names in a NULL-terminated list. */
+static Datum
+apikey_audit_name_array(const char *const *names)
+{
+	Datum		elems[16];
+	int			n = 0;
+
+	for (; names[n] != NULL; n++)
+	{
+		Assert(n < lengthof(elems));
+		elems[n] = CStringGetTextDatum(names[n]);
+	}
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Run a details query over $1 the old row, $2 the new one (each null when
+ * there is none) and $3 the columns an "updated" event leaves out.  Inside
+ * SPI; the result lives in the SPI procedure's context.
+ */
+static Datum
+apikey_audit_details(const char *sql, Oid rowtype, Datum old_row, Datum new_row,
+					 const char *const *skip, bool *isnull)
+{
+	Oid			argtypes[3] = {rowtype, rowtype, TEXTARRAYOID};
+	Datum		args[3] = {old_row, new_row, apikey_audit_name_array(skip)};
+	char		nulls[3] = {old_row == (Datum) 0 ? 'n' : ' ',
+	new_row == (Datum) 0 ? 'n' : ' ', ' '};
+	Datum		details;
+
+	if (SPI_execute_with_args(sql, 3, argtypes, args, nulls, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "apikey_audit: could not build the event details");
+	details = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	return *isnull ? (Datum) 0 : datumCopy(details, false, -1);
+}
+
+/* Insert one event about row (details null: an empty object).  Inside SPI. */
+static void
+apikey_audit_record(Relation rel, Datum row, const char *event, Datum details)
+{
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			argtypes[4] = {rel->rd_rel->reltype, TEXTOID, TEXTOID, JSONBOID};
+
+	args[0] = row;
+	nulls[0] = row == (Datum) 0 ? 'n' : ' ';
+	args[1] = CStringGetTextDatum(event);
+	args[2] = CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
+	args[3] = details != (Datum) 0 ? details :
+		DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s (org_id, key_id, event, actor, details)"
+									   " VALUES (($1).org_id, ($1).key_id, $2, $3, $4)",
+									   apikey_qualified(RelationGetNamespace(rel), "apikey_events")),
+							  4, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "apikey_audit: could not record the event");
+}
+
 Datum
 apikey_audit_2_1(PG_FUNCTION_ARGS)
 {
 	TriggerData *trig = (TriggerData *) fcinfo->context;
 	Relation	rel;
-	Oid			rowtype;
 	HeapTuple	old_tup = NULL;
 	HeapTuple	new_tup = NULL;
 	const char *event;
 	const char *details_sql = NULL;
-	Datum		args[2];
-	char		nulls[2] = {'n', 'n'};
-	Oid			argtypes[2];
+
+	/*
+	 * An UPDATE that revokes, rotates or expires a key is recorded as that
+	 * event, whose details describe only these columns: whatever else the
+	 * same UPDATE changed (the hash, the scopes, the allowlist ...) is an
+	 * "updated" event beside it, or it would go unrecorded.
+	 */
+	const char *const *also_updated = NULL;
+	Datum		old_row = (Datum) 0;
+	Datum		new_row = (Datum) 0;
 	Datum		details = (Datum) 0;
 	bool		details_null = true;
 	int			nestlevel;
-	char	   *events;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_AFTER(trig->tg_event))
 		elog(ERROR, "apikey_audit must be called as an AFTER trigger");
 	rel = trig->tg_relation;
-	rowtype = rel->rd_rel->reltype;
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(trig->tg_event))
 		event = "truncated";
@@ -185,12 +261,14 @@ apikey_audit_2_1(PG_FUNCTION_ARGS)
 		{
 			event = "revoked";
 			details_sql = apikey_audit_details_revoked;
+			also_updated = apikey_audit_skip_revoked;
 		}
 		else if (heap_attisnull(old_tup, replaced_by, desc) &&
 				 !heap_attisnull(new_tup, replaced_by, desc))
 		{
 			event = "rotated";
 			details_sql = apikey_audit_details_rotated;
+			also_updated = apikey_audit_skip_rotated;
 		}
 		else if (DatumGetBool(heap_getattr(old_tup, is_active, desc, &isnull)) &&
 				 !DatumGetBool(heap_getattr(new_tup, is_active, desc, &isnull)) &&
@@ -198,6 +276,7 @@ apikey_audit_2_1(PG_FUNCTION_ARGS)
 		{
 			event = "expired";
 			details_sql = apikey_audit_details_expired;
+			also_updated = apikey_audit_skip_expired;
 		}
 		else
 		{
@@ -208,23 +287,14 @@ apikey_audit_2_1(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	nestlevel = apikey_safesql_begin();
-	argtypes[0] = argtypes[1] = rowtype;
 	if (old_tup != NULL)
-	{
-		args[0] = heap_copy_tuple_as_datum(old_tup, RelationGetDescr(rel));
-		nulls[0] = ' ';
-	}
+		old_row = heap_copy_tuple_as_datum(old_tup, RelationGetDescr(rel));
 	if (new_tup != NULL)
-	{
-		args[1] = heap_copy_tuple_as_datum(new_tup, RelationGetDescr(rel));
-		nulls[1] = ' ';
-	}
+		new_row = heap_copy_tuple_as_datum(new_tup, RelationGetDescr(rel));
 	if (details_sql != NULL)
 	{
-		if (SPI_execute_with_args(details_sql, 2, argtypes, args, nulls, true, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "apikey_audit: could not build the event details");
-		details = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &details_null);
+		details = apikey_audit_details(details_sql, rel->rd_rel->reltype, old_row, new_row,
+									   apikey_audit_skip_updated, &details_null);
 		if (strcmp(event, "updated") == 0 && details_null)
 		{
 			/* only counters changed (or nothing): not an event */
@@ -232,26 +302,14 @@ apikey_audit_2_1(PG_FUNCTION_ARGS)
 			SPI_finish();
 			return PointerGetDatum(NULL);
 		}
-		if (!details_null)
-			details = datumCopy(details, false, -1);
 	}
-
-	events = apikey_qualified(RelationGetNamespace(rel), "apikey_events");
+	apikey_audit_record(rel, new_row != (Datum) 0 ? new_row : old_row, event, details);
+	if (also_updated != NULL)
 	{
-		Datum		iargs[4];
-		char		inulls[4] = {' ', ' ', ' ', ' '};
-		Oid			itypes[4] = {rowtype, TEXTOID, TEXTOID, JSONBOID};
-		HeapTuple	row = new_tup != NULL ? new_tup : old_tup;
-
-		iargs[0] = row != NULL ? heap_copy_tuple_as_datum(row, RelationGetDescr(rel)) : (Datum) 0;
-		inulls[0] = row != NULL ? ' ' : 'n';
-		iargs[1] = CStringGetTextDatum(event);
-		iargs[2] = CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
-		iargs[3] = details_null ? DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : details;
-		if (SPI_execute_with_args(psprintf("INSERT INTO %s (org_id, key_id, event, actor, details)"
-										   " VALUES (($1).org_id, ($1).key_id, $2, $3, $4)", events),
-								  4, itypes, iargs, inulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "apikey_audit: could not record the event");
+		details = apikey_audit_details(apikey_audit_details_updated, rel->rd_rel->reltype,
+									   old_row, new_row, also_updated, &details_null);
+		if (!details_null)
+			apikey_audit_record(rel, new_row, "updated", details);
 	}
 	apikey_safesql_end(nestlevel);
 	SPI_finish();
