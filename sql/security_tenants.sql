@@ -16,7 +16,9 @@
 --   * column privileges: a tenant never reads a hash, and cannot change
 --     one, nor a key's limits, organization or key_id; a policy keeps what
 --     it inserts within its organization and limits, and revoked keys out
---     of reach of UPDATE.
+--     of reach of UPDATE;
+--   * a quota of keys per organization, so that no tenant can fill the
+--     rate-limit windows that every organization shares.
 -- Then each tenant attacks the other, and its own limits, as a login role
 -- of its own (\c), and fails; while each sees and manages its own keys,
 -- events and usage, and apikey_verify keeps answering for every key.
@@ -92,6 +94,40 @@ CREATE POLICY tenant_insert ON apikey_keys FOR INSERT TO regress_sec_tenant
 CREATE POLICY tenant_update ON apikey_keys FOR UPDATE TO regress_sec_tenant
     USING (apikey_acts_for(org_id) AND revoked_at IS NULL)
     WITH CHECK (apikey_acts_for(org_id));
+-- At most 10,000 keys per organization, revoked ones included (tenants
+-- cannot delete keys).  Every rate-limited key a tenant verifies holds a
+-- window in shared memory for its hour, and all organizations and
+-- databases share one bound (apikey.max_tracked_keys): without a quota, one
+-- tenant could create and verify keys until it is reached, and the
+-- limited keys of every other tenant whose windows then start would be
+-- refused (RATE_LIMITED) for the rest of the hour.
+CREATE FUNCTION regress_sec_key_quota() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    org text;
+    n bigint;
+BEGIN
+    FOR org IN SELECT DISTINCT k.org_id FROM new_keys k ORDER BY 1 LOOP
+        -- one insert per organization at a time: two cannot both count
+        -- below the quota (the count after the lock sees the other's keys)
+        PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('apikey key quota'),
+                                                 pg_catalog.hashtext(org));
+        EXECUTE pg_catalog.format('SELECT count(*) FROM %I.%I k WHERE k.org_id = $1',
+                                  TG_TABLE_SCHEMA, TG_TABLE_NAME)
+            INTO n USING org;
+        IF n > 10000 THEN
+            RAISE EXCEPTION 'organization "%" would have % keys, more than its quota of 10000', org, n
+                USING ERRCODE = 'program_limit_exceeded',
+                      HINT = 'Revoke keys that are not used, or ask the DBA for a higher quota.';
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER regress_sec_key_quota AFTER INSERT ON apikey_keys
+    REFERENCING NEW TABLE AS new_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION regress_sec_key_quota();
 CREATE POLICY tenant_select ON apikey_events FOR SELECT TO regress_sec_tenant
     USING (apikey_acts_for(org_id));
 -- Usage of the tenant's keys, from each key's creation on: a key_id freed
@@ -246,6 +282,24 @@ SELECT * FROM apikey_create('acme', 'unlimited', rate_limit => 0);
 SELECT * FROM apikey_create('acme', 'huge', rate_limit => 1000000);
 INSERT INTO apikey_keys (key_id, org_id, name, hint, hash, environment)
 VALUES ('key_no_limit', 'acme', 'no limit', 'x', apikey_token_hash('y'), 'live');
+-- nor more keys than the quota, whose windows could fill the bound that
+-- every organization shares: in one statement, or one at a time
+SELECT count(*) AS acme_keys FROM apikey_keys \gset
+INSERT INTO apikey_keys (key_id, org_id, name, hint, hash, environment, rate_limit, rate_window)
+SELECT 'key_flood_' || g, 'acme', 'flood', 'x', apikey_token_hash('flood-' || g), 'live', 1, '1 hour'
+  FROM generate_series(1, 10001 - :acme_keys) g;
+INSERT INTO apikey_keys (key_id, org_id, name, hint, hash, environment, rate_limit, rate_window)
+SELECT 'key_flood_' || g, 'acme', 'flood', 'x', apikey_token_hash('flood-' || g), 'live', 1, '1 hour'
+  FROM generate_series(1, 10000 - :acme_keys) g;
+SELECT regress_sec_try($$SELECT * FROM apikey_create('acme', 'one too many', rate_limit => 10)$$)
+    AS one_too_many;
+SELECT count(*) AS acme_keys FROM apikey_keys;
+DELETE FROM apikey_keys WHERE name = 'flood';   -- not hers to do
+\c - :su
+\set SHOW_CONTEXT never
+DELETE FROM apikey_keys WHERE name = 'flood';
+\c - regress_sec_alice
+\set SHOW_CONTEXT never
 -- what she could do was done to acme's keys only
 SELECT name, is_active, revoked_at IS NOT NULL AS revoked, rate_limit
   FROM apikey_keys ORDER BY name, revoked;
@@ -288,25 +342,41 @@ SELECT count(*) FROM apikey_events;
 
 \c - :su
 \set SHOW_CONTEXT never
+-- an application confined to acme by its policy records acme's responses
+-- and not globex's, whose key_id it names (key_ids are no secret)
+ALTER POLICY app_key_ids ON apikey_keys USING (org_id = 'acme');
+SELECT sum(responses) AS g1_before FROM apikey_pending_usage() WHERE key_id = :'g1' \gset
+SELECT sum(responses) AS a1_before FROM apikey_pending_usage() WHERE key_id = :'a1' \gset
+SET ROLE regress_sec_app;
+SELECT apikey_record(:'g1', '/billing', 500, 86400000), apikey_record(:'a1', '/documents', 200, 1);
+RESET ROLE;
+SELECT sum(responses) - :g1_before AS globex_added FROM apikey_pending_usage() WHERE key_id = :'g1';
+SELECT sum(responses) - :a1_before AS acme_added FROM apikey_pending_usage() WHERE key_id = :'a1';
 -- without its policy, the application role sees no key once row-level
--- security is on: no rate-limit status
+-- security is on: no rate-limit status, no responses recorded
 DROP POLICY app_key_ids ON apikey_keys;
+SELECT sum(responses) AS responses_before FROM apikey_pending_usage() WHERE key_id = :'a1' \gset
 SET ROLE regress_sec_app;
 SELECT count(*) AS without_policy FROM apikey_rate_limit_status(:'a1');
+SELECT apikey_record(:'a1', '/documents', 200, 1);
 RESET ROLE;
+SELECT sum(responses) - :responses_before AS added FROM apikey_pending_usage() WHERE key_id = :'a1';
 -- and without SELECT (key_id) it is told what to grant
 REVOKE SELECT (key_id) ON apikey_keys FROM regress_sec_app;
 SET ROLE regress_sec_app;
 SELECT * FROM apikey_rate_limit_status(:'a1');
+SELECT apikey_record(:'a1', '/documents', 200, 1);
 RESET ROLE;
 -- the key administrator sees every organization
 SET ROLE regress_sec_admin;
 SELECT org_id, count(*) FROM apikey_keys GROUP BY 1 ORDER BY 1;
 SELECT count(DISTINCT org_id) FROM apikey_events;
 RESET ROLE;
--- every change is in the audit trail, under the name of who made it
+-- every change is in the audit trail, under the name of who made it (the
+-- flood within acme's quota aside)
 SELECT org_id, event, actor, count(*) FROM apikey_events
- WHERE actor <> :'su' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+ WHERE actor <> :'su' AND details ->> 'name' IS DISTINCT FROM 'flood'
+ GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 -- globex's keys are as globex left them
 SELECT name, is_active, revoked_reason FROM apikey_keys WHERE org_id = 'globex' ORDER BY name;
 
@@ -333,5 +403,6 @@ SELECT org_id, event FROM apikey_events WHERE key_id = :'g2' ORDER BY event_id;
 -- ---------------------------------------------------------------------------
 DROP EXTENSION apikey;
 DROP FUNCTION regress_sec_try(text);
+DROP FUNCTION regress_sec_key_quota();
 DROP ROLE regress_sec_alice, regress_sec_gabe, regress_sec_acme_admins, regress_sec_globex_admins,
           regress_sec_tenant, regress_sec_admin, regress_sec_app;

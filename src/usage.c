@@ -70,11 +70,15 @@ apikey_key_id_arg(FunctionCallInfo fcinfo, int argno)
  * Counts one served request of an existing key in shared memory; written
  * with the usage.  A key_id that names no key is not counted: it would
  * otherwise take room in shared memory that real keys need (before 1.1 and
- * 2.1, invented key_ids could fill it and switch rate limits off).
+ * 2.1, invented key_ids could fill it and switch rate limits off).  Nor is
+ * one the caller may not see (visibility.c: with row-level security on,
+ * the application needs SELECT (key_id) and a policy, as for
+ * apikey_rate_limit_status).
  */
 Datum
 apikey_record(PG_FUNCTION_ARGS)
 {
+	Oid			nspid;
 	char	   *key_id;
 	int32		status;
 	double		ms;
@@ -83,6 +87,7 @@ apikey_record(PG_FUNCTION_ARGS)
 	apikey_require_preload();
 	apikey_dump_ensure_loaded();
 	key_id = apikey_key_id_arg(fcinfo, 0);
+	nspid = apikey_fn_namespace(fcinfo);
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -99,7 +104,13 @@ apikey_record(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("response_ms must be a number of milliseconds between 0 and %.0f", APIKEY_MAX_RESPONSE_MS),
 				 errhint("Pass the time the response took, in milliseconds.")));
-	if (!apikey_fetch_by_key_id(apikey_fn_namespace(fcinfo), key_id, false, &row))
+	/*
+	 * Only a key the caller may see: a tenant's application must not be able
+	 * to write responses, errors and latency into another organization's
+	 * statistics by naming its key_id (key_ids are no secret).
+	 */
+	if (!apikey_fetch_by_key_id(nspid, key_id, false, &row) ||
+		!apikey_key_visible(nspid, key_id, true))
 		PG_RETURN_VOID();
 	apikey_pending_count_response(MyDatabaseId, key_id, status, ms, GetCurrentTimestamp());
 	apikey_launcher_note_pending(MyDatabaseId);
