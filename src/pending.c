@@ -1111,6 +1111,33 @@ apikey_pending_settle(const ApikeyClaim *claims, int nclaims, bool logged)
 	}
 }
 
+/*
+ * The distinct databases whose counts some journal holds, at most max of
+ * them.  Read without the journals' locks: a database seen here existed when
+ * its counts were recorded, which is all the launcher needs to tell a dropped
+ * one (no visit can enter it to log or prune its journals, which would
+ * otherwise be kept, each with its chunks, until every journal was taken).
+ */
+int
+apikey_pending_databases_held(Oid *dbids, int max)
+{
+	int			n = 0;
+
+	for (int i = 0; i < apikey_pd->njournals && n < max; i++)
+	{
+		Oid			dbid = apikey_journal(i)->dbid;
+		bool		known = false;
+
+		if (dbid == InvalidOid)
+			continue;
+		for (int k = 0; k < n && !known; k++)
+			known = dbids[k] == dbid;
+		if (!known)
+			dbids[n++] = dbid;
+	}
+	return n;
+}
+
 /* A database was dropped, or the extension left it: its counts go. */
 void
 apikey_pending_forget_database(Oid dbid)

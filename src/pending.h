@@ -97,6 +97,7 @@ extern void apikey_pending_take(Oid dbid, ApikeyTakenKey *buf, int max, int *n,
 								ApikeyClaim *claims, int *nclaims,
 								ApikeyTakeCursor *cursor);
 extern void apikey_pending_settle(const ApikeyClaim *claims, int nclaims, bool logged);
+extern int	apikey_pending_databases_held(Oid *dbids, int max);
 extern void apikey_pending_forget_database(Oid dbid);
 
 /* Server-wide totals of verification results. */

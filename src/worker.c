@@ -261,6 +261,29 @@ apikey_forget_database(Oid dbid)
 }
 
 static bool
+apikey_oid_in(Oid oid, const Oid *oids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (oids[i] == oid)
+			return true;
+	return false;
+}
+
+/* Forget the databases of either list (once each) that are not among existing. */
+static void
+apikey_forget_dropped(const Oid *pending, int npending, const Oid *held, int nheld,
+					  const Oid *existing, int nexisting)
+{
+	for (int d = 0; d < npending; d++)
+		if (!apikey_oid_in(pending[d], existing, nexisting))
+			apikey_forget_database(pending[d]);
+	for (int d = 0; d < nheld; d++)
+		if (!apikey_oid_in(held[d], existing, nexisting) &&
+			!apikey_oid_in(held[d], pending, npending))
+			apikey_forget_database(held[d]);
+}
+
+static bool
 apikey_start_visit(ApikeyVisitSlot *slot, int slotno, Oid dboid, int what)
 {
 	BackgroundWorker bgw;
@@ -508,6 +531,8 @@ apikey_launcher_main(Datum main_arg)
 		TimestampTz now;
 		Oid			pending[64];
 		int			npending;
+		Oid			held[128];
+		int			nheld;
 		bool		all_pending;
 		Oid			existing[1024];
 		int			nexisting;
@@ -541,24 +566,21 @@ apikey_launcher_main(Datum main_arg)
 		apikey_reap_visits(slots, dbs, ndbs);
 		/* before the scan: a database with counts now existed when counted */
 		npending = apikey_launcher_pending_databases(pending, lengthof(pending), &all_pending);
+		nheld = apikey_pending_databases_held(held, lengthof(held));
 		MemoryContextSwitchTo(launcher_cxt);
 		apikey_scan_databases(&dbs, &ndbs, &cap, existing, &nexisting, lengthof(existing));
 		MemoryContextSwitchTo(launcher_cxt);
 		now = GetCurrentTimestamp();
 
-		/* counts of databases dropped since can never be written */
+		/*
+		 * Counts of databases dropped since can never be written: those of
+		 * the databases with unlogged counts, and those the journals keep
+		 * after a visit logged them (only a visit of the database prunes
+		 * them, and none will come).  A journal a flush holds is skipped and
+		 * found again here the next time.
+		 */
 		if (nexisting < (int) lengthof(existing))
-		{
-			for (int p = 0; p < npending; p++)
-			{
-				bool		exists = false;
-
-				for (int i = 0; i < nexisting; i++)
-					exists |= (existing[i] == pending[p]);
-				if (!exists)
-					apikey_forget_database(pending[p]);
-			}
-		}
+			apikey_forget_dropped(pending, npending, held, nheld, existing, nexisting);
 
 		for (int i = 0; i < ndbs; i++)
 		{
