@@ -42,6 +42,8 @@
 #define APIKEY_DUMP_TMP		APIKEY_DUMP_FILE ".tmp"
 #define APIKEY_DUMP_MAGIC	0x41504b32	/* "APK2"; 2.0's file began "APK1" */
 #define APIKEY_DUMP_FORMAT	1
+/* Windows are 1 s to 31 days (the table's CHECK); anything far past is damage. */
+#define APIKEY_DUMP_MAX_WINDOW_USEC	(366 * USECS_PER_DAY)
 
 typedef struct ApikeyDumpHeader
 {
@@ -69,7 +71,16 @@ typedef struct ApikeyDumpShared
 	pg_atomic_uint32 state;
 	ConditionVariable loaded;
 	uint64		lifetime;		/* tells this shared memory's dumps apart */
+	pg_atomic_uint32 counts_on_disk;	/* ApikeyDumpCounts */
 } ApikeyDumpShared;
+
+/* Does a dump of this run hold counts (apikey_dump_forget_counts)? */
+typedef enum ApikeyDumpCounts
+{
+	APIKEY_DUMP_NO_COUNTS = 0,
+	APIKEY_DUMP_COUNTS_SAVED,
+	APIKEY_DUMP_COUNTS_DROPPING
+} ApikeyDumpCounts;
 
 static ApikeyDumpShared *apikey_ds = NULL;
 
@@ -89,6 +100,7 @@ apikey_dump_shmem_init(void)
 	{
 		pg_atomic_init_u32(&apikey_ds->state, APIKEY_DUMP_NOT_LOADED);
 		ConditionVariableInit(&apikey_ds->loaded);
+		pg_atomic_init_u32(&apikey_ds->counts_on_disk, APIKEY_DUMP_NO_COUNTS);
 		apikey_ds->lifetime = (uint64) GetCurrentTimestamp() ^ ((uint64) getpid() << 32);
 	}
 }
@@ -136,7 +148,8 @@ apikey_dump_write(void)
 		file = NULL;
 		goto error;
 	}
-	(void) durable_rename(APIKEY_DUMP_TMP, APIKEY_DUMP_FILE, LOG);
+	if (durable_rename(APIKEY_DUMP_TMP, APIKEY_DUMP_FILE, LOG) == 0 && h.npending > 0)
+		pg_atomic_write_u32(&apikey_ds->counts_on_disk, APIKEY_DUMP_COUNTS_SAVED);
 	ereport(DEBUG1,
 			(errmsg("apikey saved %lld rate-limit windows and pending counts of %lld keys",
 					(long long) h.nwindows, (long long) h.npending)));
@@ -152,6 +165,87 @@ error:
 }
 
 /*
+ * Is a saved window one this library could have written?  Only the server's
+ * owner can write the file, but a damaged one must not give a key a negative
+ * count (more than its limit) or overflow the window's arithmetic.
+ */
+static bool
+apikey_dump_window_valid(const ApikeyWindowEntry *w)
+{
+	return w->key.dbid != InvalidOid && w->key.key_id[0] != '\0' &&
+		w->w.count >= 0 && w->w.start > 0 &&
+		w->w.usec > 0 && w->w.usec <= APIKEY_DUMP_MAX_WINDOW_USEC;
+}
+
+static bool
+apikey_dump_counts_valid(const ApikeyTakenKey *p)
+{
+	if (p->key.dbid == InvalidOid || p->key.key_id[0] == '\0')
+		return false;
+	for (int s = 0; s < APIKEY_PENDING_SLOTS; s++)
+	{
+		const ApikeyUsageSlot *slot = &p->slot[s];
+
+		if (slot->requests < 0 || slot->denied < 0 || slot->responses < 0 ||
+			slot->client_errors < 0 || slot->server_errors < 0 ||
+			!(slot->response_ms >= 0))
+			return false;
+	}
+	return true;
+}
+
+/* The key's name, ended and zero-padded as apikey_keyref_init makes it. */
+static void
+apikey_dump_clean_key(ApikeyKeyRef *key)
+{
+	ApikeyKeyRef read = *key;
+
+	read.key_id[APIKEY_KEY_ID_MAXLEN] = '\0';
+	apikey_keyref_init(key, read.dbid, read.key_id);
+}
+
+/*
+ * Reload the dump's records, h->nwindows windows then h->npending keys'
+ * counts.  false if the file ends early.  Each key's name is copied into a
+ * zeroed reference (apikey_dump_clean_key): keys are hashed as bytes, so
+ * bytes after the name's end would make an entry nothing finds.
+ */
+static bool
+apikey_dump_load_records(FILE *file, const ApikeyDumpHeader *h, TimestampTz now,
+						 int64 *lost, int64 *invalid)
+{
+	for (int64 i = 0; i < h->nwindows; i++)
+	{
+		ApikeyWindowEntry w;
+
+		CHECK_FOR_INTERRUPTS();
+		if (fread(&w, sizeof(w), 1, file) != 1)
+			return false;
+		apikey_dump_clean_key(&w.key);
+		if (!apikey_dump_window_valid(&w))
+			(*invalid)++;
+		else if (!apikey_ratelimit_restore(&w, now))
+			(*lost)++;
+	}
+	for (int64 i = 0; i < h->npending; i++)
+	{
+		ApikeyTakenKey p;
+
+		CHECK_FOR_INTERRUPTS();
+		if (fread(&p, sizeof(p), 1, file) != 1)
+			return false;
+		apikey_dump_clean_key(&p.key);
+		if (!apikey_dump_counts_valid(&p))
+			(*invalid)++;
+		else if (!apikey_pending_restore(&p))
+			(*lost)++;
+		else
+			apikey_launcher_note_pending(p.key.dbid);
+	}
+	return true;
+}
+
+/*
  * Read the dump back and remove it.  A file written by this same shared
  * memory (by a launcher that was terminated, not at a shutdown) is removed
  * unread: everything in it is still in memory.
@@ -164,6 +258,8 @@ apikey_dump_load(void)
 	ApikeyDumpHeader expect;
 	TimestampTz now = GetCurrentTimestamp();
 	int64		lost = 0;
+	int64		invalid = 0;
+	bool		truncated;
 
 	if (file == NULL)
 	{
@@ -187,45 +283,105 @@ apikey_dump_load(void)
 		goto done;
 	}
 	if (h.lifetime == apikey_ds->lifetime)
-		goto done;
-	for (int64 i = 0; i < h.nwindows; i++)
 	{
-		ApikeyWindowEntry w;
-
-		if (fread(&w, sizeof(w), 1, file) != 1)
-			goto truncated;
-		w.key.key_id[APIKEY_KEY_ID_MAXLEN] = '\0';
-		if (!apikey_ratelimit_restore(&w, now))
-			lost++;
+		/* a terminated launcher's: everything in it is still in memory */
+		FreeFile(file);
+		unlink(APIKEY_DUMP_FILE);
+		pg_atomic_write_u32(&apikey_ds->counts_on_disk, APIKEY_DUMP_NO_COUNTS);
+		return;
 	}
-	for (int64 i = 0; i < h.npending; i++)
+
+	/*
+	 * Removed before its records are read (the open file stays readable):
+	 * an ERROR while reading them must not leave it for the next launcher
+	 * to load a second time.
+	 */
+	unlink(APIKEY_DUMP_FILE);
+	PG_TRY();
 	{
-		ApikeyTakenKey p;
-
-		if (fread(&p, sizeof(p), 1, file) != 1)
-			goto truncated;
-		p.key.key_id[APIKEY_KEY_ID_MAXLEN] = '\0';
-		if (!apikey_pending_restore(&p))
-			lost++;
-		else
-			apikey_launcher_note_pending(p.key.dbid);
+		truncated = !apikey_dump_load_records(file, &h, now, &lost, &invalid);
 	}
-	apikey_pending_restore_done();
+	PG_FINALLY();
+	{
+		apikey_pending_restore_done();
+	}
+	PG_END_TRY();
+	if (truncated)
+		ereport(LOG,
+				(errmsg("apikey counter file \"%s\" is truncated; what it held was partly reloaded",
+						APIKEY_DUMP_FILE)));
+	if (invalid > 0)
+		ereport(LOG,
+				(errmsg("apikey skipped %lld invalid records of counter file \"%s\"",
+						(long long) invalid, APIKEY_DUMP_FILE)));
 	if (lost > 0)
 		ereport(LOG,
 				(errmsg("apikey could not reload %lld saved windows or counts: no room",
 						(long long) lost),
 				 errhint("Raise apikey.max_tracked_keys.")));
-	goto done;
 
-truncated:
-	apikey_pending_restore_done();
-	ereport(LOG,
-			(errmsg("apikey counter file \"%s\" is truncated; what it held was partly reloaded",
-					APIKEY_DUMP_FILE)));
 done:
 	FreeFile(file);
 	unlink(APIKEY_DUMP_FILE);
+}
+
+/*
+ * Counts are about to be taken for logging.  A dump this run already wrote
+ * (a launcher that was terminated writes one, not knowing whether the server
+ * is shutting down) holds counts this take may log; were the server then
+ * stopped before a restarted launcher removed it or wrote a fresh one, the
+ * next start would count them a second time.  So the counts are dropped from
+ * the file first (its windows stay): a clean shutdown in that moment, with
+ * no launcher to save what is pending, then loses the counts not yet logged,
+ * as a crash does, and never counts any twice.  One atomic read when there
+ * is no such file.
+ */
+void
+apikey_dump_forget_counts(void)
+{
+	uint32		expected = APIKEY_DUMP_COUNTS_SAVED;
+	FILE	   *file;
+	ApikeyDumpHeader h;
+	bool		rewritten = false;
+
+	if (pg_atomic_read_u32(&apikey_ds->counts_on_disk) == APIKEY_DUMP_NO_COUNTS)
+		return;
+	if (!pg_atomic_compare_exchange_u32(&apikey_ds->counts_on_disk, &expected,
+										APIKEY_DUMP_COUNTS_DROPPING))
+	{
+		/* another taker is at it: wait for it, never take before */
+		while (pg_atomic_read_u32(&apikey_ds->counts_on_disk) == APIKEY_DUMP_COUNTS_DROPPING)
+		{
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(1000L);
+		}
+		return;
+	}
+	file = AllocateFile(APIKEY_DUMP_FILE, "r+b");
+	if (file == NULL)
+		rewritten = errno == ENOENT;
+	else
+	{
+		if (fread(&h, sizeof(h), 1, file) == 1 && h.magic == APIKEY_DUMP_MAGIC &&
+			h.lifetime == apikey_ds->lifetime)
+		{
+			h.npending = 0;
+			rewritten = fseek(file, 0, SEEK_SET) == 0 && fwrite(&h, sizeof(h), 1, file) == 1 &&
+				fflush(file) == 0 && pg_fsync(fileno(file)) == 0;
+		}
+		else
+			rewritten = true;	/* not this run's: the next start reads it */
+		if (FreeFile(file) != 0)
+			rewritten = false;
+	}
+	if (!rewritten && unlink(APIKEY_DUMP_FILE) != 0 && errno != ENOENT)
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("could not remove file \"%s\": %m", APIKEY_DUMP_FILE)));
+	/* a launcher that wrote a new dump meanwhile has set it again: keep that */
+	expected = APIKEY_DUMP_COUNTS_DROPPING;
+	(void) pg_atomic_compare_exchange_u32(&apikey_ds->counts_on_disk, &expected,
+										  APIKEY_DUMP_NO_COUNTS);
 }
 
 /*

@@ -12,5 +12,6 @@ extern void apikey_dump_shmem_init(void);
 extern void apikey_dump_write(void);
 extern void apikey_dump_ensure_loaded(void);
 extern void apikey_dump_launcher_start(void);
+extern void apikey_dump_forget_counts(void);
 
 #endif							/* APIKEY_DUMP_H */

@@ -46,6 +46,7 @@
 
 #include "apikey.h"
 #include "compat.h"
+#include "dump.h"
 #include "failures.h"
 #include "flush.h"
 #include "launcher_state.h"
@@ -313,6 +314,7 @@ apikey_log_chunk(Oid nspid, ApikeyTakeCursor *cursor)
 	ApikeyLogArrays a;
 
 	apikey_require_primary();
+	apikey_dump_forget_counts();
 	h = apikey_hold(false, APIKEY_LOG_CHUNK);
 	apikey_pending_take(MyDatabaseId, h->keys, APIKEY_LOG_CHUNK, &h->n,
 						h->claims, &h->nclaims, cursor);

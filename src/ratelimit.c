@@ -346,7 +346,7 @@ apikey_ratelimit_restore(const ApikeyWindowEntry *saved, TimestampTz now)
 	if (e == NULL)
 		return false;
 	if (e->w.start == saved->w.start && e->w.usec == saved->w.usec)
-		e->w.count += saved->w.count;
+		e->w.count = (int32) Min((int64) e->w.count + saved->w.count, PG_INT32_MAX);
 	else if (e->w.count == 0 || e->w.start < saved->w.start)
 		e->w = saved->w;
 	dshash_release_lock(t, e);
