@@ -84,7 +84,7 @@ typedef struct ApikeyHeld
 static ApikeyHeld *apikey_held = NULL;
 
 static void
-apikey_held_release(bool durable, bool all, SubTransactionId subid)
+apikey_held_release(bool durable, bool all, SubTransactionId subid, bool alerts_only)
 {
 	ApikeyHeld **link = &apikey_held;
 
@@ -92,7 +92,7 @@ apikey_held_release(bool durable, bool all, SubTransactionId subid)
 	{
 		ApikeyHeld *h = *link;
 
-		if (!all && h->subid != subid)
+		if ((!all && h->subid != subid) || (alerts_only && !h->alerts))
 		{
 			link = &h->next;
 			continue;
@@ -128,14 +128,27 @@ apikey_xact_callback(XactEvent event, void *arg)
 					 errmsg("cannot PREPARE a transaction that has flushed apikey counters"),
 					 errhint("Call apikey_flush() in a transaction of its own.")));
 			break;
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+
+			/*
+			 * Alerts are settled now, while an ERROR is still an ordinary
+			 * abort: settling looks each client up in a shared hash table,
+			 * which can need to map a segment another process created, and
+			 * an ERROR after the commit would be a PANIC.  Should the commit
+			 * fail after this (rare), its alerts are not recorded and not
+			 * raised again.
+			 */
+			apikey_held_release(true, true, InvalidSubTransactionId, true);
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			/* the log rows are durable and visible: subtract */
-			apikey_held_release(true, true, InvalidSubTransactionId);
+			apikey_held_release(true, true, InvalidSubTransactionId, false);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			apikey_held_release(false, true, InvalidSubTransactionId);
+			apikey_held_release(false, true, InvalidSubTransactionId, false);
 			break;
 		default:
 			break;
@@ -149,7 +162,7 @@ apikey_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (apikey_held == NULL)
 		return;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		apikey_held_release(false, false, mySubid);
+		apikey_held_release(false, false, mySubid, false);
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
 		for (ApikeyHeld *h = apikey_held; h != NULL; h = h->next)
