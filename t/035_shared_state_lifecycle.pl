@@ -30,13 +30,9 @@ use Time::HiRes qw(time usleep);
 $PostgreSQL::Test::Utils::timeout_default = 60
   if $PostgreSQL::Test::Utils::timeout_default > 60;
 
-sub pending_bytes
-{
-	my ($node) = @_;
-	return $node->safe_psql('postgres', q{
-		SELECT value FROM apikey_metrics
-		 WHERE name = 'apikey_shared_memory_bytes' AND labels->>'kind' = 'pending_counts'});
-}
+my $pending_bytes_sql = q{
+	SELECT value FROM apikey_metrics
+	 WHERE name = 'apikey_shared_memory_bytes' AND labels->>'kind' = 'pending_counts'};
 
 # ============================================================================
 # (a) dropped databases whose counts a visit had logged
@@ -70,11 +66,9 @@ for my $i (1 .. 8)
 	$session->quit;
 	$node->safe_psql('postgres', "DROP DATABASE churn$i");
 }
-ok($node->poll_query_until('postgres', q{
-		SELECT value FROM apikey_metrics
-		 WHERE name = 'apikey_shared_memory_bytes' AND labels->>'kind' = 'pending_counts'}, '0'),
+ok($node->poll_query_until('postgres', $pending_bytes_sql, '0'),
 	'eight databases dropped after their counts were logged: their journals are freed')
-  or diag('pending counts still hold ' . pending_bytes($node) . ' bytes');
+  or diag('pending counts still hold ' . $node->safe_psql('postgres', $pending_bytes_sql) . ' bytes');
 
 # and counting goes on per key in the database that is left
 my ($k1, $t1) = split /\|/, $node->safe_psql('postgres',
