@@ -84,7 +84,9 @@ ALTER TABLE apikey_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE apikey_usage ENABLE ROW LEVEL SECURITY;
 
 -- A tenant sees its organizations' keys; creates keys only for them, with
--- a limit of 1 to 1000 requests an hour; changes only keys not revoked.
+-- a limit of 1 to 1000 requests an hour; changes only live keys (not
+-- revoked, deactivated or expired: as apikey_update refuses to, so that an
+-- expired key cannot be brought back).
 CREATE POLICY tenant_select ON apikey_keys FOR SELECT TO regress_sec_tenant
     USING (apikey_acts_for(org_id));
 CREATE POLICY tenant_insert ON apikey_keys FOR INSERT TO regress_sec_tenant
@@ -92,7 +94,8 @@ CREATE POLICY tenant_insert ON apikey_keys FOR INSERT TO regress_sec_tenant
                 AND rate_limit BETWEEN 1 AND 1000
                 AND rate_window = interval '1 hour');
 CREATE POLICY tenant_update ON apikey_keys FOR UPDATE TO regress_sec_tenant
-    USING (apikey_acts_for(org_id) AND revoked_at IS NULL)
+    USING (apikey_acts_for(org_id) AND revoked_at IS NULL AND is_active
+           AND (expires_at IS NULL OR expires_at > now()))
     WITH CHECK (apikey_acts_for(org_id));
 -- At most 10,000 keys per organization, revoked ones included (tenants
 -- cannot delete keys).  Every rate-limited key a tenant verifies holds a
@@ -171,6 +174,9 @@ SELECT key_id AS a1, token AS ta1 FROM apikey_create('acme', 'acme one', '{docum
 SELECT key_id AS a2, token AS ta2 FROM apikey_create('acme', 'acme two') \gset
 SELECT key_id AS a_revoked FROM apikey_create('acme', 'acme revoked') \gset
 SELECT apikey_revoke(:'a_revoked', 'compromised');
+SELECT key_id AS a_expired FROM apikey_create('acme', 'acme expired') \gset
+UPDATE apikey_keys SET expires_at = now() - interval '1 day', is_active = false
+ WHERE key_id = :'a_expired';
 SELECT key_id AS g1, token AS tg1 FROM apikey_create('globex', 'globex one', '{billing:*}', rate_limit => 100) \gset
 SELECT key_id AS g2, token AS tg2 FROM apikey_create('globex', 'globex two') \gset
 SELECT count(*) FROM (SELECT apikey_verify(t) FROM unnest(ARRAY[:'ta1', :'ta2', :'tg1', :'tg2']) t) s;
@@ -268,12 +274,16 @@ DELETE FROM apikey_keys WHERE key_id = :'a2';
 TRUNCATE apikey_keys;
 INSERT INTO apikey_events (org_id, key_id, event, actor) VALUES ('globex', :'g1', 'revoked', 'forged');
 
--- Within acme: no hash of her choosing, no key back from revocation, no
--- limit lifted or raised.
+-- Within acme: no hash of her choosing, no key back from revocation or
+-- expiry, no limit lifted or raised.
 UPDATE apikey_keys SET hash = apikey_token_hash('ak_live_chosen') WHERE key_id = :'a2';
 UPDATE apikey_keys SET revoked_at = NULL, is_active = true WHERE key_id = :'a_revoked'
  RETURNING key_id;
 UPDATE apikey_keys SET revoked_at = NULL WHERE key_id = :'a_revoked' RETURNING key_id;
+-- nor from expiry (the sweep deactivates expired keys)
+UPDATE apikey_keys SET is_active = true, expires_at = NULL WHERE key_id = :'a_expired'
+ RETURNING key_id;
+UPDATE apikey_keys SET expires_at = NULL WHERE key_id = :'a_expired' RETURNING key_id;
 UPDATE apikey_keys SET rate_limit = 0 WHERE key_id = :'a1';
 UPDATE apikey_keys SET rate_limit = NULL WHERE key_id = :'a1';
 UPDATE apikey_keys SET rate_window = '1 second' WHERE key_id = :'a1';
