@@ -1117,17 +1117,23 @@ apikey_pending_settle(const ApikeyClaim *claims, int nclaims, bool logged)
  * its counts were recorded, which is all the launcher needs to tell a dropped
  * one (no visit can enter it to log or prune its journals, which would
  * otherwise be kept, each with its chunks, until every journal was taken).
+ * With more databases than max, each call starts where the last one stopped,
+ * so every journal is looked at in turn.
  */
 int
 apikey_pending_databases_held(Oid *dbids, int max)
 {
+	static int	next = 0;
 	int			n = 0;
+	int			looked = 0;
 
-	for (int i = 0; i < apikey_pd->njournals && n < max; i++)
+	for (; looked < apikey_pd->njournals && n < max; looked++)
 	{
-		Oid			dbid = apikey_journal(i)->dbid;
+		Oid			dbid;
 		bool		known = false;
 
+		next = (next + 1) % apikey_pd->njournals;
+		dbid = apikey_journal(next)->dbid;
 		if (dbid == InvalidOid)
 			continue;
 		for (int k = 0; k < n && !known; k++)
