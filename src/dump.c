@@ -78,8 +78,9 @@ typedef struct ApikeyDumpShared
 typedef enum ApikeyDumpCounts
 {
 	APIKEY_DUMP_NO_COUNTS = 0,
+	APIKEY_DUMP_COUNTS_WRITING, /* the launcher is writing a dump */
 	APIKEY_DUMP_COUNTS_SAVED,
-	APIKEY_DUMP_COUNTS_DROPPING
+	APIKEY_DUMP_COUNTS_DROPPING /* a flush is dropping them from the file */
 } ApikeyDumpCounts;
 
 static ApikeyDumpShared *apikey_ds = NULL;
@@ -131,6 +132,8 @@ apikey_dump_write(void)
 	apikey_dump_header_init(&h);
 	h.written_at = now;
 	h.lifetime = apikey_ds->lifetime;
+	/* a flush that would log counts waits until they are saved, then drops them */
+	pg_atomic_write_u32(&apikey_ds->counts_on_disk, APIKEY_DUMP_COUNTS_WRITING);
 	file = AllocateFile(APIKEY_DUMP_TMP, PG_BINARY_W);
 	if (file == NULL)
 		goto error;
@@ -148,8 +151,9 @@ apikey_dump_write(void)
 		file = NULL;
 		goto error;
 	}
-	if (durable_rename(APIKEY_DUMP_TMP, APIKEY_DUMP_FILE, LOG) == 0 && h.npending > 0)
-		pg_atomic_write_u32(&apikey_ds->counts_on_disk, APIKEY_DUMP_COUNTS_SAVED);
+	pg_atomic_write_u32(&apikey_ds->counts_on_disk,
+						durable_rename(APIKEY_DUMP_TMP, APIKEY_DUMP_FILE, LOG) == 0 && h.npending > 0 ?
+						APIKEY_DUMP_COUNTS_SAVED : APIKEY_DUMP_NO_COUNTS);
 	ereport(DEBUG1,
 			(errmsg("apikey saved %lld rate-limit windows and pending counts of %lld keys",
 					(long long) h.nwindows, (long long) h.npending)));
@@ -162,6 +166,7 @@ error:
 	if (file)
 		FreeFile(file);
 	unlink(APIKEY_DUMP_TMP);
+	pg_atomic_write_u32(&apikey_ds->counts_on_disk, APIKEY_DUMP_NO_COUNTS);
 }
 
 /*
@@ -339,49 +344,59 @@ done:
 void
 apikey_dump_forget_counts(void)
 {
-	uint32		expected = APIKEY_DUMP_COUNTS_SAVED;
 	FILE	   *file;
 	ApikeyDumpHeader h;
 	bool		rewritten = false;
 
-	if (pg_atomic_read_u32(&apikey_ds->counts_on_disk) == APIKEY_DUMP_NO_COUNTS)
-		return;
-	if (!pg_atomic_compare_exchange_u32(&apikey_ds->counts_on_disk, &expected,
-										APIKEY_DUMP_COUNTS_DROPPING))
+	for (;;)
 	{
-		/* another taker is at it: wait for it, never take before */
-		while (pg_atomic_read_u32(&apikey_ds->counts_on_disk) == APIKEY_DUMP_COUNTS_DROPPING)
-		{
-			CHECK_FOR_INTERRUPTS();
-			pg_usleep(1000L);
-		}
-		return;
+		uint32		state = pg_atomic_read_u32(&apikey_ds->counts_on_disk);
+
+		if (state == APIKEY_DUMP_NO_COUNTS)
+			return;
+		if (state == APIKEY_DUMP_COUNTS_SAVED &&
+			pg_atomic_compare_exchange_u32(&apikey_ds->counts_on_disk, &state,
+										   APIKEY_DUMP_COUNTS_DROPPING))
+			break;
+		/* a dump being written, or another taker at it: never take before */
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(1000L);
 	}
-	file = AllocateFile(APIKEY_DUMP_FILE, "r+b");
-	if (file == NULL)
-		rewritten = errno == ENOENT;
-	else
+	PG_TRY();
 	{
-		if (fread(&h, sizeof(h), 1, file) == 1 && h.magic == APIKEY_DUMP_MAGIC &&
-			h.lifetime == apikey_ds->lifetime)
-		{
-			h.npending = 0;
-			rewritten = fseek(file, 0, SEEK_SET) == 0 && fwrite(&h, sizeof(h), 1, file) == 1 &&
-				fflush(file) == 0 && pg_fsync(fileno(file)) == 0;
-		}
+		file = AllocateFile(APIKEY_DUMP_FILE, "r+b");
+		if (file == NULL)
+			rewritten = errno == ENOENT;
 		else
-			rewritten = true;	/* not this run's: the next start reads it */
-		if (FreeFile(file) != 0)
-			rewritten = false;
+		{
+			if (fread(&h, sizeof(h), 1, file) == 1 && h.magic == APIKEY_DUMP_MAGIC &&
+				h.lifetime == apikey_ds->lifetime)
+			{
+				h.npending = 0;
+				rewritten = fseek(file, 0, SEEK_SET) == 0 &&
+					fwrite(&h, sizeof(h), 1, file) == 1 &&
+					fflush(file) == 0 && pg_fsync(fileno(file)) == 0;
+			}
+			else
+				rewritten = true;	/* not this run's: the next start reads it */
+			if (FreeFile(file) != 0)
+				rewritten = false;
+		}
+		if (!rewritten && unlink(APIKEY_DUMP_FILE) != 0 && errno != ENOENT)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not remove file \"%s\": %m", APIKEY_DUMP_FILE),
+					 errdetail("It holds counts that this flush would log a second time."),
+					 errhint("Remove the file; counts are logged again once it is gone.")));
 	}
-	if (!rewritten && unlink(APIKEY_DUMP_FILE) != 0 && errno != ENOENT)
-		ereport(LOG,
-				(errcode_for_file_access(),
-				 errmsg("could not remove file \"%s\": %m", APIKEY_DUMP_FILE)));
-	/* a launcher that wrote a new dump meanwhile has set it again: keep that */
-	expected = APIKEY_DUMP_COUNTS_DROPPING;
-	(void) pg_atomic_compare_exchange_u32(&apikey_ds->counts_on_disk, &expected,
-										  APIKEY_DUMP_NO_COUNTS);
+	PG_CATCH();
+	{
+		/* nothing taken: the next flush tries again */
+		pg_atomic_write_u32(&apikey_ds->counts_on_disk, APIKEY_DUMP_COUNTS_SAVED);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pg_atomic_write_u32(&apikey_ds->counts_on_disk, APIKEY_DUMP_NO_COUNTS);
 }
 
 /*
