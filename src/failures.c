@@ -343,7 +343,10 @@ apikey_alerts_take(Oid dbid, ApikeyAlert *buf, int max, int *n, bool *more)
 	dshash_seq_term(&status);
 }
 
-/* recorded: the alerts are in a committed table row; else pending again. */
+/*
+ * recorded: the alerts are in a table row being committed; else pending
+ * again (also after they were settled as recorded, if the commit failed).
+ */
 void
 apikey_alerts_settle(const ApikeyAlert *alerts, int n, bool recorded)
 {
@@ -353,11 +356,18 @@ apikey_alerts_settle(const ApikeyAlert *alerts, int n, bool recorded)
 	for (int i = 0; i < n; i++)
 	{
 		ApikeyClientEntry *e = dshash_find(t, &alerts[i].client, true);
+		uint32		state;
 
 		if (e == NULL)
 			continue;
-		if (pg_atomic_read_u32(&e->alert_state) == APIKEY_ALERT_TAKEN &&
-			e->alert_owner == me)
+		state = pg_atomic_read_u32(&e->alert_state);
+
+		/*
+		 * Settled as recorded before the commit (flush.c), an alert is NONE
+		 * with this backend still its owner, until the commit does happen.
+		 */
+		if (e->alert_owner == me &&
+			(state == APIKEY_ALERT_TAKEN || (!recorded && state == APIKEY_ALERT_NONE)))
 			pg_atomic_write_u32(&e->alert_state,
 								recorded ? APIKEY_ALERT_NONE : APIKEY_ALERT_PENDING);
 		dshash_release_lock(t, e);

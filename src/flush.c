@@ -74,6 +74,7 @@ typedef struct ApikeyHeld
 	struct ApikeyHeld *next;
 	SubTransactionId subid;
 	bool		alerts;			/* alerts[] rather than keys[] */
+	bool		settled;		/* alerts settled as recorded at pre-commit */
 	int			n;
 	ApikeyTakenKey *keys;
 	ApikeyAlert *alerts_buf;
@@ -83,8 +84,26 @@ typedef struct ApikeyHeld
 
 static ApikeyHeld *apikey_held = NULL;
 
+/*
+ * Just before the commit, settle the held alerts as recorded (see
+ * apikey_xact_callback), keeping the holds: an abort after this still puts
+ * them back.
+ */
 static void
-apikey_held_release(bool durable, bool all, SubTransactionId subid, bool alerts_only)
+apikey_held_presettle_alerts(void)
+{
+	for (ApikeyHeld *h = apikey_held; h != NULL; h = h->next)
+	{
+		if (h->alerts && !h->settled)
+		{
+			apikey_alerts_settle(h->alerts_buf, h->n, true);
+			h->settled = true;
+		}
+	}
+}
+
+static void
+apikey_held_release(bool durable, bool all, SubTransactionId subid)
 {
 	ApikeyHeld **link = &apikey_held;
 
@@ -92,13 +111,16 @@ apikey_held_release(bool durable, bool all, SubTransactionId subid, bool alerts_
 	{
 		ApikeyHeld *h = *link;
 
-		if ((!all && h->subid != subid) || (alerts_only && !h->alerts))
+		if (!all && h->subid != subid)
 		{
 			link = &h->next;
 			continue;
 		}
 		if (h->alerts)
-			apikey_alerts_settle(h->alerts_buf, h->n, durable);
+		{
+			if (!(durable && h->settled))
+				apikey_alerts_settle(h->alerts_buf, h->n, durable);
+		}
 		else
 			apikey_pending_settle(h->claims, h->nclaims, durable);
 		*link = h->next;
@@ -136,19 +158,19 @@ apikey_xact_callback(XactEvent event, void *arg)
 			 * abort: settling looks each client up in a shared hash table,
 			 * which can need to map a segment another process created, and
 			 * an ERROR after the commit would be a PANIC.  Should the commit
-			 * fail after this (rare), its alerts are not recorded and not
-			 * raised again.
+			 * still fail (a serialization failure is checked after this),
+			 * the abort puts them back.
 			 */
-			apikey_held_release(true, true, InvalidSubTransactionId, true);
+			apikey_held_presettle_alerts();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			/* the log rows are durable and visible: subtract */
-			apikey_held_release(true, true, InvalidSubTransactionId, false);
+			apikey_held_release(true, true, InvalidSubTransactionId);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			apikey_held_release(false, true, InvalidSubTransactionId, false);
+			apikey_held_release(false, true, InvalidSubTransactionId);
 			break;
 		default:
 			break;
@@ -162,7 +184,7 @@ apikey_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (apikey_held == NULL)
 		return;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		apikey_held_release(false, false, mySubid, false);
+		apikey_held_release(false, false, mySubid);
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
 		for (ApikeyHeld *h = apikey_held; h != NULL; h = h->next)
