@@ -91,6 +91,7 @@ SELECT count(*) FROM apikey_create('acme', 'swapped', '{documents:read}', rate_l
                                    allowed_ips => '{10.0.0.0/8}');
 SELECT count(*) FROM apikey_create('acme', 'revoked and widened', '{documents:read}');
 SELECT count(*) FROM apikey_create('acme', 'expired and widened', '{documents:read}');
+SELECT count(*) FROM apikey_create('acme', 'rotated and lifted', expires_at => '2030-01-01 00:00+00');
 UPDATE apikey_keys
    SET replaced_by = 'key_nonexistent', hash = apikey_token_hash('backdoor-token'),
        rate_limit = NULL, allowed_ips = NULL, scopes = '{}'
@@ -101,10 +102,13 @@ UPDATE apikey_keys
 UPDATE apikey_keys
    SET is_active = false, expires_at = '2026-01-01 00:00+00', metadata = '{"tier": "gold"}'
  WHERE name = 'expired and widened';
+-- a rotation brings the expiry forward; one that lifts it is an update too
+UPDATE apikey_keys SET replaced_by = 'key_successor', expires_at = NULL
+ WHERE name = 'rotated and lifted';
 RESET ROLE;
 SELECT e.event, e.details
   FROM apikey_events e JOIN apikey_keys k USING (key_id)
- WHERE k.name IN ('swapped', 'revoked and widened', 'expired and widened')
+ WHERE k.name IN ('swapped', 'revoked and widened', 'expired and widened', 'rotated and lifted')
    AND e.event <> 'created'
  ORDER BY e.event_id;
 -- a rotation, revocation or expiry that changes nothing else is one event

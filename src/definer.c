@@ -97,6 +97,9 @@ static const char *const apikey_audit_skip_revoked[] =
 {APIKEY_AUDIT_COUNTERS, "is_active", "revoked_at", "revoked_reason", NULL};
 static const char *const apikey_audit_skip_rotated[] =
 {APIKEY_AUDIT_COUNTERS, "replaced_by", "expires_at", NULL};
+/* a rotation that also lifts or extends the expiry: that is an update too */
+static const char *const apikey_audit_skip_rotated_later[] =
+{APIKEY_AUDIT_COUNTERS, "replaced_by", NULL};
 static const char *const apikey_audit_skip_expired[] = {APIKEY_AUDIT_COUNTERS, "is_active", "expires_at", NULL};
 
 /*
@@ -266,9 +269,16 @@ apikey_audit_2_1(PG_FUNCTION_ARGS)
 		else if (heap_attisnull(old_tup, replaced_by, desc) &&
 				 !heap_attisnull(new_tup, replaced_by, desc))
 		{
+			TimestampTz old_expiry;
+
+			old_expiry = DatumGetTimestampTz(heap_getattr(old_tup, expires_at, desc, &isnull));
+			if (isnull)
+				old_expiry = DT_NOEND;
 			event = "rotated";
 			details_sql = apikey_audit_details_rotated;
-			also_updated = apikey_audit_skip_rotated;
+			/* apikey_rotate only ever brings the expiry forward */
+			also_updated = expiry > old_expiry ? apikey_audit_skip_rotated_later :
+				apikey_audit_skip_rotated;
 		}
 		else if (DatumGetBool(heap_getattr(old_tup, is_active, desc, &isnull)) &&
 				 !DatumGetBool(heap_getattr(new_tup, is_active, desc, &isnull)) &&
