@@ -97,28 +97,39 @@ CREATE POLICY tenant_update ON apikey_keys FOR UPDATE TO regress_sec_tenant
     USING (apikey_acts_for(org_id) AND revoked_at IS NULL AND is_active
            AND (expires_at IS NULL OR expires_at > now()))
     WITH CHECK (apikey_acts_for(org_id));
--- At most 10,000 keys per organization, revoked ones included (tenants
--- cannot delete keys).  Every rate-limited key a tenant verifies holds a
--- window in shared memory for its hour, and all organizations and
--- databases share one bound (apikey.max_tracked_keys): without a quota, one
--- tenant could create and verify keys until it is reached, and the
--- limited keys of every other tenant whose windows then start would be
--- refused (RATE_LIMITED) for the rest of the hour.
+-- At most 10,000 keys per organization, counted as they are created (and
+-- deleted, which only the DBA may).  Every rate-limited key a tenant
+-- verifies holds a window in shared memory for its hour, and all
+-- organizations and databases share one bound (apikey.max_tracked_keys):
+-- without a quota, one tenant could create and verify keys until it is
+-- reached, and the limited keys of every other tenant whose windows then
+-- start would be refused (RATE_LIMITED) for the rest of the hour.  The
+-- count is a row per organization in a table of its own, which no tenant
+-- may read or write, updated by a SECURITY DEFINER trigger: concurrent
+-- inserts for one organization wait for each other's row (or fail to
+-- serialize), so none can count below the quota.  If keys exist already:
+--   INSERT INTO regress_sec_key_quota SELECT org_id, count(*) FROM apikey_keys GROUP BY 1;
+CREATE TABLE regress_sec_key_quota (org_id text PRIMARY KEY, keys bigint NOT NULL);
+REVOKE ALL ON regress_sec_key_quota FROM PUBLIC;
 CREATE FUNCTION regress_sec_key_quota() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     org text;
     n bigint;
 BEGIN
-    FOR org IN SELECT DISTINCT k.org_id FROM new_keys k ORDER BY 1 LOOP
-        -- one insert per organization at a time: two cannot both count
-        -- below the quota (the count after the lock sees the other's keys)
-        PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('apikey key quota'),
-                                                 pg_catalog.hashtext(org));
-        EXECUTE pg_catalog.format('SELECT count(*) FROM %I.%I k WHERE k.org_id = $1',
-                                  TG_TABLE_SCHEMA, TG_TABLE_NAME)
-            INTO n USING org;
+    IF TG_OP = 'DELETE' THEN
+        UPDATE public.regress_sec_key_quota q SET keys = q.keys - d.n
+          FROM (SELECT k.org_id, count(*) AS n FROM old_keys k GROUP BY 1) d
+         WHERE q.org_id = d.org_id;
+        RETURN NULL;
+    END IF;
+    FOR org, n IN
+        INSERT INTO public.regress_sec_key_quota AS q (org_id, keys)
+        SELECT k.org_id, count(*) FROM new_keys k GROUP BY 1 ORDER BY 1
+        ON CONFLICT (org_id) DO UPDATE SET keys = q.keys + excluded.keys
+        RETURNING q.org_id, q.keys
+    LOOP
         IF n > 10000 THEN
             RAISE EXCEPTION 'organization "%" would have % keys, more than its quota of 10000', org, n
                 USING ERRCODE = 'program_limit_exceeded',
@@ -128,8 +139,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION regress_sec_key_quota() FROM PUBLIC;
 CREATE TRIGGER regress_sec_key_quota AFTER INSERT ON apikey_keys
     REFERENCING NEW TABLE AS new_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION regress_sec_key_quota();
+CREATE TRIGGER regress_sec_key_quota_delete AFTER DELETE ON apikey_keys
+    REFERENCING OLD TABLE AS old_keys
     FOR EACH STATEMENT EXECUTE FUNCTION regress_sec_key_quota();
 CREATE POLICY tenant_select ON apikey_events FOR SELECT TO regress_sec_tenant
     USING (apikey_acts_for(org_id));
@@ -414,5 +429,6 @@ SELECT org_id, event FROM apikey_events WHERE key_id = :'g2' ORDER BY event_id;
 DROP EXTENSION apikey;
 DROP FUNCTION regress_sec_try(text);
 DROP FUNCTION regress_sec_key_quota();
+DROP TABLE regress_sec_key_quota;
 DROP ROLE regress_sec_alice, regress_sec_gabe, regress_sec_acme_admins, regress_sec_globex_admins,
           regress_sec_tenant, regress_sec_admin, regress_sec_app;
