@@ -78,7 +78,9 @@ fi
 SUDO=()
 if [[ $EUID -ne 0 ]]; then
     if command -v sudo >/dev/null 2>&1; then
-        SUDO=(sudo)
+        # never a password prompt nobody sees (the test scripts call this
+        # with no terminal): sudo -n fails instead
+        if [[ -t 0 ]]; then SUDO=(sudo); else SUDO=(sudo -n); fi
     else
         echo "install-deps: ERROR: missing packages (${missing[*]}); run as root to install them" >&2
         exit 1
