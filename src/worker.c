@@ -597,8 +597,7 @@ apikey_launcher_main(Datum main_arg)
 				else if (slots[s].handle == NULL && free_slot < 0)
 					free_slot = s;
 			}
-			for (int p = 0; p < npending; p++)
-				has_pending |= (pending[p] == db->dboid);
+			has_pending |= apikey_oid_in(db->dboid, pending, npending);
 			if (!apikey_workers_enabled || busy || free_slot < 0)
 				continue;
 			if (now >= db->next_sweep)
